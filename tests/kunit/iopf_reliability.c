@@ -1,0 +1,1501 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Reliability suite of the IOMMU I/O page fault framework: bad input,
+ * allocation failures and concurrency, with every response accounted for.
+ *
+ * Like the iopf suite, it drives only the public API of <linux/iommu.h>
+ * through the mock IOMMU, so it runs on io-pgfault.c and on the Rust core.
+ * Every request carries a sequence number (prm.private_data[0]); the mock's
+ * page_response tap counts the responses per sequence number, so that at
+ * the end of each case a request that expected one response and got none is
+ * "lost", and any response beyond the expected one is "duplicated".
+ *
+ * Each case ends with one diagnostic line that `cargo xtask test` sums:
+ *   # iopf_reliability: case=NAME scenarios=N faults=N injected=N lost=N duplicated=N
+ *
+ * Where io-pgfault.c and the Rust core differ by design, the case states what
+ * each does (IS_ENABLED(CONFIG_IOMMU_IOPF_RUST)). Where io-pgfault.c would
+ * WARN or crash on the input (it treats it as a driver bug), the case is
+ * skipped on C with the reason: the test runner fails on any WARNING.
+ */
+#include <kunit/resource.h>
+#include <kunit/test.h>
+#include <linux/completion.h>
+#include <linux/debugfs.h>
+#include <linux/delay.h>
+#include <linux/iommu.h>
+#include <linux/kthread.h>
+#include <linux/ktime.h>
+#include <linux/mm.h>
+#include <linux/moduleparam.h>
+#include <linux/mutex.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/vmstat.h>
+#include <linux/workqueue.h>
+
+#include "iopf_mock_iommu.h"
+
+#define REL_MAGIC		0x1e1aU
+#define REL_MAX_SEQ		65536
+#define REL_MAX_DEVS		4
+#define REL_PASID		3
+#define REL_MAX_RECORDED	8
+
+/* What the handler does with a group: the low bits of the last request's tag. */
+enum rel_mode {
+	/* answer SUCCESS and free, in the handler */
+	REL_ANSWER,
+	/* iopf_queue_work(); the work item answers SUCCESS and frees */
+	REL_DEFER,
+	/* iopf_group_dequeue(), then a work item of the test answers SUCCESS */
+	REL_HANDOFF,
+	/*
+	 * left pending on the device: answered later by the test, or INVALID
+	 * by iopf_queue_remove_device(); reported under the member lock
+	 */
+	REL_KEEP,
+	/* the handler fails: the core answers FAILURE */
+	REL_FAIL,
+	REL_NR_MODES,
+};
+
+#define REL_MODE_MASK		0xffU
+/* The handler snapshots the group (struct rel_delivery). */
+#define REL_RECORD		BIT(8)
+/* The handler adds the group's partials to rel_ctx.partials_delivered. */
+#define REL_SUM			BIT(9)
+
+/* Acceptable response codes, as a mask of BIT(code). */
+#define REL_OK			BIT(IOMMU_PAGE_RESP_SUCCESS)
+#define REL_INVALID		BIT(IOMMU_PAGE_RESP_INVALID)
+#define REL_FAILURE		BIT(IOMMU_PAGE_RESP_FAILURE)
+
+struct rel_ctx;
+
+struct rel_handle {
+	struct iommu_attach_handle handle;
+	struct rel_dev *rd;
+};
+
+struct rel_dev {
+	struct rel_ctx *ctx;
+	struct device *dev;
+	struct rel_handle rid;
+	struct rel_handle pasid;
+	/* Serialises reports, flush and removal of this device, and kept. */
+	struct mutex member;
+	struct list_head kept;
+	unsigned int nkept;
+	bool on_queue;
+	bool remove_action;
+	/* Stress: the device's reporter */
+	unsigned int index;
+	unsigned int errors;
+	struct completion done;
+};
+
+/* A group as the handler saw it. */
+struct rel_delivery {
+	u64 last;
+	size_t fault_count;
+	unsigned int nfaults;
+	u64 seqs[REL_MAX_RECORDED];
+};
+
+struct rel_ctx {
+	struct kunit *test;
+	struct iopf_mock_log *log;
+	struct iopf_mock_iommu *mock;
+	struct iopf_queue *queue;
+	struct rel_dev devs[REL_MAX_DEVS];
+	unsigned int ndevs;
+
+	/* Per request sequence number; 0 is "not tracked" (the flood). */
+	atomic_t next_seq;
+	atomic_t *got;
+	u8 *expect;
+	u8 *codes_ok;
+	u8 *code;
+	atomic_t untracked;
+	atomic_t mismatched;
+	atomic_t seq_overflow;
+
+	/* Figures of the diagnostic line */
+	u64 faults;
+	unsigned int scenarios;
+	unsigned int injected;
+
+	/* Handler */
+	atomic_t delivered;
+	atomic_t bad_groups;
+	atomic64_t partials_delivered;
+	spinlock_t lock;
+	struct rel_delivery rec;
+	struct list_head handoff;
+	struct work_struct handoff_work;
+	struct workqueue_struct *wq;
+};
+
+/* Requests and accounting */
+
+static u32 rel_tag_magic(const struct iommu_fault *f)
+{
+	return f->prm.private_data[1] >> 32;
+}
+
+static u64 rel_seq(const struct iommu_fault *f)
+{
+	return f->prm.private_data[0];
+}
+
+/*
+ * A page request tagged @tag (enum rel_mode and flags), expecting @expect
+ * responses (0 or 1) whose code is in @codes_ok.
+ */
+static struct iopf_fault rel_fault(struct rel_ctx *ctx, u32 pasid,
+				   bool pasid_valid, u32 grpid, bool last,
+				   unsigned int tag, u8 expect, u8 codes_ok)
+{
+	struct iopf_fault evt;
+	u64 seq = atomic_inc_return(&ctx->next_seq);
+
+	if (seq >= REL_MAX_SEQ) {
+		atomic_inc(&ctx->seq_overflow);
+		seq = 0;
+	} else {
+		ctx->expect[seq] = expect;
+		ctx->codes_ok[seq] = codes_ok;
+	}
+
+	memset(&evt, 0, sizeof(evt));
+	evt.fault.type = IOMMU_FAULT_PAGE_REQ;
+	if (last)
+		evt.fault.prm.flags |= IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
+	if (pasid_valid)
+		evt.fault.prm.flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID |
+				       IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID;
+	evt.fault.prm.pasid = pasid;
+	evt.fault.prm.grpid = grpid;
+	evt.fault.prm.perm = IOMMU_FAULT_PERM_READ;
+	evt.fault.prm.addr = (seq + 1) << PAGE_SHIFT;
+	evt.fault.prm.private_data[0] = seq;
+	evt.fault.prm.private_data[1] = (u64)REL_MAGIC << 32 | tag;
+	INIT_LIST_HEAD(&evt.list);
+
+	return evt;
+}
+
+/* A last request answered by the handler with SUCCESS. */
+static struct iopf_fault rel_last(struct rel_ctx *ctx, u32 grpid,
+				  unsigned int tag)
+{
+	return rel_fault(ctx, 0, false, grpid, true, tag, 1, REL_OK);
+}
+
+/* A partial request: no response. */
+static struct iopf_fault rel_partial(struct rel_ctx *ctx, u32 grpid)
+{
+	return rel_fault(ctx, 0, false, grpid, false, REL_ANSWER, 0, 0);
+}
+
+static int rel_report(struct rel_ctx *ctx, struct device *dev,
+		      struct iopf_fault *evt)
+{
+	ctx->faults++;
+	return iommu_report_device_fault(dev, evt);
+}
+
+static void rel_tap(void *data, struct device *dev,
+		    const struct iopf_fault *evt,
+		    const struct iommu_page_response *msg)
+{
+	struct rel_ctx *ctx = data;
+	u64 seq;
+
+	if (!evt || rel_tag_magic(&evt->fault) != REL_MAGIC) {
+		atomic_inc(&ctx->untracked);
+		return;
+	}
+	if (msg->pasid != evt->fault.prm.pasid ||
+	    msg->grpid != evt->fault.prm.grpid)
+		atomic_inc(&ctx->mismatched);
+	seq = rel_seq(&evt->fault);
+	if (!seq || seq >= REL_MAX_SEQ) {
+		atomic_inc(&ctx->untracked);
+		return;
+	}
+	WRITE_ONCE(ctx->code[seq], msg->code);
+	atomic_inc(&ctx->got[seq]);
+}
+
+static unsigned int rel_got(struct rel_ctx *ctx, const struct iopf_fault *evt)
+{
+	return atomic_read(&ctx->got[rel_seq(&evt->fault)]);
+}
+
+static u32 rel_code(struct rel_ctx *ctx, const struct iopf_fault *evt)
+{
+	return READ_ONCE(ctx->code[rel_seq(&evt->fault)]);
+}
+
+/* All responses so far. */
+static unsigned long rel_responses(struct rel_ctx *ctx)
+{
+	unsigned long n = atomic_read(&ctx->untracked);
+	unsigned int seq, last = atomic_read(&ctx->next_seq);
+
+	for (seq = 1; seq <= last && seq < REL_MAX_SEQ; seq++)
+		n += atomic_read(&ctx->got[seq]);
+	return n;
+}
+
+static void expect_resp(struct kunit *test, struct rel_ctx *ctx,
+			const struct iopf_fault *evt, unsigned int n, u32 code)
+{
+	KUNIT_EXPECT_EQ_MSG(test, rel_got(ctx, evt), n,
+			    "responses to seq %llu (grpid %u)",
+			    rel_seq(&evt->fault), evt->fault.prm.grpid);
+	if (n && rel_got(ctx, evt))
+		KUNIT_EXPECT_EQ_MSG(test, rel_code(ctx, evt), code,
+				    "response code of seq %llu",
+				    rel_seq(&evt->fault));
+}
+
+/*
+ * Counts lost and duplicated responses over every request of the case,
+ * prints the case's diagnostic line (with @extra) and expects both to be 0.
+ */
+static void rel_account(struct kunit *test, struct rel_ctx *ctx,
+			const char *extra)
+{
+	unsigned int seq, last = atomic_read(&ctx->next_seq);
+	unsigned int lost = 0, dup = 0, wrong = 0;
+
+	for (seq = 1; seq <= last && seq < REL_MAX_SEQ; seq++) {
+		unsigned int got = atomic_read(&ctx->got[seq]);
+
+		if (ctx->expect[seq] && !got)
+			lost++;
+		if (got > ctx->expect[seq])
+			dup += got - ctx->expect[seq];
+		if (got && (ctx->code[seq] >= 8 ||
+			    !(ctx->codes_ok[seq] & BIT(ctx->code[seq]))))
+			wrong++;
+	}
+	dup += atomic_read(&ctx->untracked);
+
+	kunit_log(KERN_INFO, test, KUNIT_SUBTEST_INDENT
+		  "# iopf_reliability: case=%s scenarios=%u faults=%llu injected=%u lost=%u duplicated=%u%s%s\n",
+		  test->name, ctx->scenarios, ctx->faults, ctx->injected, lost,
+		  dup, extra ? " " : "", extra ?: "");
+
+	KUNIT_EXPECT_EQ_MSG(test, lost, 0, "last requests without a response");
+	KUNIT_EXPECT_EQ_MSG(test, dup, 0, "responses beyond one per request");
+	KUNIT_EXPECT_EQ_MSG(test, wrong, 0, "responses with an unexpected code");
+	KUNIT_EXPECT_EQ(test, atomic_read(&ctx->mismatched), 0);
+	KUNIT_EXPECT_EQ(test, atomic_read(&ctx->bad_groups), 0);
+	KUNIT_EXPECT_EQ(test, atomic_read(&ctx->seq_overflow), 0);
+}
+
+/* Fault handler */
+
+/*
+ * One grpid and PASID, this suite's requests, partials oldest first, the
+ * Last Page flag on the last one only, all counted in fault_count.
+ */
+static bool rel_group_ok(struct iopf_group *group)
+{
+	const struct iommu_fault *last = &group->last_fault.fault;
+	struct iopf_fault *iopf;
+	size_t n = 0;
+	u64 prev = 0;
+
+	list_for_each_entry(iopf, &group->faults, list) {
+		const struct iommu_fault *f = &iopf->fault;
+		bool is_last = list_is_last(&iopf->list, &group->faults);
+
+		if (rel_tag_magic(f) != REL_MAGIC ||
+		    f->prm.grpid != last->prm.grpid ||
+		    f->prm.pasid != last->prm.pasid ||
+		    !!(f->prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) != is_last ||
+		    (rel_seq(f) && rel_seq(f) <= prev) ||
+		    (is_last && rel_seq(f) != rel_seq(last)))
+			return false;
+		if (rel_seq(f))
+			prev = rel_seq(f);
+		n++;
+	}
+
+	return n && n == group->fault_count;
+}
+
+static void rel_record(struct rel_ctx *ctx, struct iopf_group *group)
+{
+	struct iopf_fault *iopf;
+	unsigned long flags;
+
+	spin_lock_irqsave(&ctx->lock, flags);
+	ctx->rec.last = rel_seq(&group->last_fault.fault);
+	ctx->rec.fault_count = group->fault_count;
+	ctx->rec.nfaults = 0;
+	list_for_each_entry(iopf, &group->faults, list) {
+		if (ctx->rec.nfaults < REL_MAX_RECORDED)
+			ctx->rec.seqs[ctx->rec.nfaults] = rel_seq(&iopf->fault);
+		ctx->rec.nfaults++;
+	}
+	spin_unlock_irqrestore(&ctx->lock, flags);
+}
+
+static void rel_work(struct work_struct *work)
+{
+	struct iopf_group *group = container_of(work, struct iopf_group, work);
+
+	iopf_group_response(group, IOMMU_PAGE_RESP_SUCCESS);
+	iopf_free_group(group);
+}
+
+static void rel_handoff_work(struct work_struct *work)
+{
+	struct rel_ctx *ctx = container_of(work, struct rel_ctx, handoff_work);
+	struct iopf_group *group;
+	unsigned long flags;
+
+	for (;;) {
+		spin_lock_irqsave(&ctx->lock, flags);
+		group = list_first_entry_or_null(&ctx->handoff,
+						 struct iopf_group, node);
+		if (group)
+			list_del_init(&group->node);
+		spin_unlock_irqrestore(&ctx->lock, flags);
+		if (!group)
+			return;
+		iopf_group_response(group, IOMMU_PAGE_RESP_SUCCESS);
+		iopf_free_group(group);
+	}
+}
+
+static int rel_handler(struct iopf_group *group)
+{
+	struct rel_handle *h = container_of(group->attach_handle,
+					    struct rel_handle, handle);
+	u64 tag = group->last_fault.fault.prm.private_data[1];
+	struct rel_dev *rd = h->rd;
+	struct rel_ctx *ctx = rd->ctx;
+	unsigned long flags;
+
+	atomic_inc(&ctx->delivered);
+	if (!rel_group_ok(group))
+		atomic_inc(&ctx->bad_groups);
+	if (tag & REL_RECORD)
+		rel_record(ctx, group);
+	if (tag & REL_SUM)
+		atomic64_add(group->fault_count - 1, &ctx->partials_delivered);
+
+	switch (tag & REL_MODE_MASK) {
+	case REL_ANSWER:
+		iopf_group_response(group, IOMMU_PAGE_RESP_SUCCESS);
+		iopf_free_group(group);
+		return 0;
+	case REL_DEFER:
+		return iopf_queue_work(group, rel_work);
+	case REL_HANDOFF:
+		iopf_group_dequeue(group);
+		spin_lock_irqsave(&ctx->lock, flags);
+		list_add_tail(&group->node, &ctx->handoff);
+		spin_unlock_irqrestore(&ctx->lock, flags);
+		queue_work(ctx->wq, &ctx->handoff_work);
+		return 0;
+	case REL_KEEP:
+		lockdep_assert_held(&rd->member);
+		list_add_tail(&group->node, &rd->kept);
+		rd->nkept++;
+		return 0;
+	default:
+		return -EIO;
+	}
+}
+
+/* Answers the groups kept pending on @rd. Called with rd->member held. */
+static unsigned int rel_answer_kept(struct rel_dev *rd)
+{
+	struct iopf_group *group, *next;
+	unsigned int n = 0;
+
+	lockdep_assert_held(&rd->member);
+	list_for_each_entry_safe(group, next, &rd->kept, node) {
+		list_del_init(&group->node);
+		iopf_group_response(group, IOMMU_PAGE_RESP_SUCCESS);
+		iopf_free_group(group);
+		n++;
+	}
+	rd->nkept = 0;
+	return n;
+}
+
+/* Setup */
+
+KUNIT_DEFINE_ACTION_WRAPPER(rel_queue_free_action, iopf_queue_free,
+			    struct iopf_queue *);
+KUNIT_DEFINE_ACTION_WRAPPER(rel_kvfree_action, kvfree, const void *);
+KUNIT_DEFINE_ACTION_WRAPPER(rel_destroy_wq_action, destroy_workqueue,
+			    struct workqueue_struct *);
+
+static void *rel_kvcalloc(struct kunit *test, size_t n, size_t size)
+{
+	void *p = kvcalloc(n, size, GFP_KERNEL);
+
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, rel_kvfree_action,
+							p), 0);
+	return p;
+}
+
+/* Takes @rd off the queue, as drivers do: flush first, then remove. */
+static void rel_remove(struct rel_dev *rd)
+{
+	lockdep_assert_held(&rd->member);
+	if (!rd->on_queue)
+		return;
+	iopf_queue_flush_dev(rd->dev);
+	iopf_queue_remove_device(rd->ctx->queue, rd->dev);
+	/* The removal answered and freed the groups still pending. */
+	INIT_LIST_HEAD(&rd->kept);
+	rd->nkept = 0;
+	rd->on_queue = false;
+}
+
+static void rel_remove_action(void *data)
+{
+	struct rel_dev *rd = data;
+
+	flush_workqueue(rd->ctx->wq);
+	mutex_lock(&rd->member);
+	rel_remove(rd);
+	mutex_unlock(&rd->member);
+}
+
+/* Adds device @i to the queue; it is removed when the test ends. */
+static void rel_add(struct rel_ctx *ctx, unsigned int i)
+{
+	struct kunit *test = ctx->test;
+	struct rel_dev *rd = &ctx->devs[i];
+
+	mutex_lock(&rd->member);
+	KUNIT_EXPECT_EQ(test, iopf_queue_add_device(ctx->queue, rd->dev), 0);
+	rd->on_queue = true;
+	mutex_unlock(&rd->member);
+	if (!rd->remove_action) {
+		rd->remove_action = true;
+		KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
+				rel_remove_action, rd), 0);
+	}
+}
+
+static void rel_remove_now(struct rel_ctx *ctx, unsigned int i)
+{
+	struct rel_dev *rd = &ctx->devs[i];
+
+	mutex_lock(&rd->member);
+	rel_remove(rd);
+	mutex_unlock(&rd->member);
+}
+
+/* Attaches a domain with the suite's handler to the RID and to REL_PASID. */
+static void rel_attach(struct rel_ctx *ctx, unsigned int i)
+{
+	struct kunit *test = ctx->test;
+	struct rel_dev *rd = &ctx->devs[i];
+	struct iommu_domain *domain;
+
+	domain = iopf_mock_domain_alloc(test, ctx->mock, IOMMU_DOMAIN_UNMANAGED,
+					rel_handler);
+	iopf_mock_attach_rid(test, domain, rd->dev, &rd->rid.handle);
+	domain = iopf_mock_domain_alloc(test, ctx->mock, IOMMU_DOMAIN_UNMANAGED,
+					rel_handler);
+	iopf_mock_attach_pasid(test, domain, rd->dev, REL_PASID,
+			       &rd->pasid.handle);
+}
+
+/*
+ * A mock IOMMU with @ndevs devices (neither attached nor on the queue yet),
+ * a queue, and the accounting.
+ */
+static struct rel_ctx *rel_setup(struct kunit *test, unsigned int ndevs)
+{
+	struct rel_ctx *ctx;
+	unsigned int i;
+
+	KUNIT_ASSERT_LE(test, ndevs, REL_MAX_DEVS);
+	ctx = kunit_kzalloc(test, sizeof(*ctx), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, ctx);
+	ctx->test = test;
+	ctx->ndevs = ndevs;
+	spin_lock_init(&ctx->lock);
+	INIT_LIST_HEAD(&ctx->handoff);
+	INIT_WORK(&ctx->handoff_work, rel_handoff_work);
+	ctx->got = rel_kvcalloc(test, REL_MAX_SEQ, sizeof(*ctx->got));
+	ctx->expect = rel_kvcalloc(test, REL_MAX_SEQ, 1);
+	ctx->codes_ok = rel_kvcalloc(test, REL_MAX_SEQ, 1);
+	ctx->code = rel_kvcalloc(test, REL_MAX_SEQ, 1);
+
+	ctx->wq = alloc_workqueue("iopf_rel", WQ_UNBOUND, 0);
+	KUNIT_ASSERT_NOT_NULL(test, ctx->wq);
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
+			rel_destroy_wq_action, ctx->wq), 0);
+
+	ctx->log = iopf_mock_log_alloc(test, 16);
+	ctx->mock = iopf_mock_iommu_create(test, 0, ctx->log);
+	iopf_mock_iommu_set_tap(ctx->mock, rel_tap, ctx);
+	for (i = 0; i < ndevs; i++) {
+		struct rel_dev *rd = &ctx->devs[i];
+
+		rd->ctx = ctx;
+		rd->index = i;
+		rd->rid.rd = rd;
+		rd->pasid.rd = rd;
+		mutex_init(&rd->member);
+		INIT_LIST_HEAD(&rd->kept);
+		init_completion(&rd->done);
+		rd->dev = iopf_mock_dev_create(test, ctx->mock);
+	}
+	ctx->queue = iopf_queue_alloc("iopf-rel");
+	KUNIT_ASSERT_NOT_NULL(test, ctx->queue);
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
+			rel_queue_free_action, ctx->queue), 0);
+
+	return ctx;
+}
+
+static bool rel_is_rust(void)
+{
+	return IS_ENABLED(CONFIG_IOMMU_IOPF_RUST);
+}
+
+/* Cases: bad input */
+
+/*
+ * A fault whose type is not IOMMU_FAULT_PAGE_REQ.
+ *
+ * Without a handler both implementations answer nothing and fail with
+ * -EINVAL (no response: it is not a page request). With a handler they
+ * differ: the Rust core rejects the type first (-EINVAL, no response,
+ * nothing held); io-pgfault.c never looks at the type once a handler is
+ * found, so it handles the fault as a page request (a last one reaches the
+ * handler and is answered, a partial one is held and joins the next last
+ * request of its group).
+ */
+static void iopf_rel_bad_fault_type(struct kunit *test)
+{
+	struct rel_ctx *ctx = rel_setup(test, 2);
+	struct device *d0 = ctx->devs[0].dev, *d1 = ctx->devs[1].dev;
+	bool rust = rel_is_rust();
+	struct iopf_fault e;
+	unsigned int i;
+	u32 types[] = { 0, IOMMU_FAULT_PAGE_REQ + 1 };
+
+	rel_attach(ctx, 0);
+	rel_add(ctx, 0);
+	rel_add(ctx, 1);
+
+	for (i = 0; i < ARRAY_SIZE(types); i++) {
+		/* d1 has no handler. */
+		e = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 0, 0);
+		e.fault.type = types[i];
+		KUNIT_EXPECT_EQ(test, rel_report(ctx, d1, &e), -EINVAL);
+		ctx->scenarios++;
+
+		/* d0 has one: a last request. */
+		e = rel_fault(ctx, 0, false, 2, true, REL_ANSWER, !rust, REL_OK);
+		e.fault.type = types[i];
+		KUNIT_EXPECT_EQ(test, rel_report(ctx, d0, &e),
+				rust ? -EINVAL : 0);
+		expect_resp(test, ctx, &e, !rust, IOMMU_PAGE_RESP_SUCCESS);
+		ctx->scenarios++;
+
+		/* A partial one, then a real last request of its group. */
+		e = rel_fault(ctx, 0, false, 3, false, REL_ANSWER, 0, 0);
+		e.fault.type = types[i];
+		KUNIT_EXPECT_EQ(test, rel_report(ctx, d0, &e),
+				rust ? -EINVAL : 0);
+		e = rel_last(ctx, 3, REL_ANSWER | REL_RECORD);
+		KUNIT_EXPECT_EQ(test, rel_report(ctx, d0, &e), 0);
+		expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_SUCCESS);
+		KUNIT_EXPECT_EQ_MSG(test, ctx->rec.fault_count, rust ? 1 : 2,
+				    "%s", rust ? "Rust drops a bad partial" :
+				    "io-pgfault.c holds a bad partial");
+		ctx->scenarios++;
+	}
+
+	rel_account(test, ctx, NULL);
+}
+
+/*
+ * A report for a device with no IOPF handler and on no queue: answered
+ * INVALID, -EINVAL, whether the request is last or partial. Both variants.
+ */
+static void iopf_rel_report_unattached(struct kunit *test)
+{
+	struct rel_ctx *ctx = rel_setup(test, 1);
+	struct device *dev = ctx->devs[0].dev;
+	struct iopf_fault e;
+
+	e = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 1, REL_INVALID);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
+	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	e = rel_fault(ctx, 0, false, 1, false, REL_ANSWER, 1, REL_INVALID);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
+	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	e = rel_fault(ctx, REL_PASID, true, 2, true, REL_ANSWER, 1,
+		      REL_INVALID);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
+	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	ctx->scenarios = 3;
+
+	rel_account(test, ctx, NULL);
+}
+
+/*
+ * A handler is attached but the device has no fault data: never added to a
+ * queue, or removed from it. The Rust core answers INVALID and fails with
+ * -EINVAL, as without a handler. io-pgfault.c WARN_ON()s (a driver bug by
+ * its contract), so the case is skipped there.
+ */
+static void iopf_rel_report_no_fault_data(struct kunit *test)
+{
+	struct rel_ctx *ctx;
+	struct device *dev;
+	struct iopf_fault e;
+
+	if (!rel_is_rust())
+		kunit_skip(test,
+			   "io-pgfault.c WARN_ON(!iopf_param): a report with a handler but no queue is a driver bug there");
+
+	ctx = rel_setup(test, 1);
+	dev = ctx->devs[0].dev;
+	rel_attach(ctx, 0);
+
+	e = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 1, REL_INVALID);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
+	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	e = rel_fault(ctx, 0, false, 1, false, REL_ANSWER, 1, REL_INVALID);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
+	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	ctx->scenarios++;
+
+	/* On the queue it works; removed, it is rejected again. */
+	rel_add(ctx, 0);
+	e = rel_partial(ctx, 2);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), 0);
+	e = rel_last(ctx, 2, REL_ANSWER);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), 0);
+	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_SUCCESS);
+	rel_remove_now(ctx, 0);
+	e = rel_fault(ctx, REL_PASID, true, 3, true, REL_ANSWER, 1,
+		      REL_INVALID);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
+	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	e = rel_fault(ctx, 0, false, 3, false, REL_ANSWER, 1, REL_INVALID);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
+	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	ctx->scenarios++;
+
+	rel_account(test, ctx, NULL);
+}
+
+/*
+ * iopf_queue_remove_device() with a queue the device is not on leaves the
+ * device alone: its pending group and held partial stay, and the removal from
+ * the right queue answers the group INVALID once. io-pgfault.c
+ * WARN_ON()s, so the case is skipped there.
+ */
+static void iopf_rel_remove_wrong_queue(struct kunit *test)
+{
+	struct iopf_fault kept, p, l;
+	struct iopf_queue *other;
+	struct rel_ctx *ctx;
+	struct rel_dev *rd;
+
+	if (!rel_is_rust())
+		kunit_skip(test,
+			   "io-pgfault.c WARN_ON(fault_param->queue != queue): a driver bug there");
+
+	ctx = rel_setup(test, 1);
+	rd = &ctx->devs[0];
+	other = iopf_queue_alloc("iopf-rel-other");
+	KUNIT_ASSERT_NOT_NULL(test, other);
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
+			rel_queue_free_action, other), 0);
+	rel_attach(ctx, 0);
+	rel_add(ctx, 0);
+
+	mutex_lock(&rd->member);
+	kept = rel_fault(ctx, 0, false, 1, true, REL_KEEP, 1, REL_INVALID);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &kept), 0);
+	p = rel_partial(ctx, 2);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &p), 0);
+	iopf_queue_remove_device(other, rd->dev);
+	KUNIT_EXPECT_EQ(test, rel_responses(ctx), 0);
+	KUNIT_EXPECT_EQ(test, rd->nkept, 1);
+	mutex_unlock(&rd->member);
+
+	l = rel_last(ctx, 2, REL_ANSWER | REL_RECORD);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &l), 0);
+	KUNIT_EXPECT_EQ(test, ctx->rec.fault_count, 2);
+	expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+
+	rel_remove_now(ctx, 0);
+	expect_resp(test, ctx, &kept, 1, IOMMU_PAGE_RESP_INVALID);
+	ctx->scenarios = 1;
+
+	rel_account(test, ctx, NULL);
+}
+
+/*
+ * iopf_queue_flush_dev() for a device that is on no queue (removed, or
+ * never added): -ENODEV. io-pgfault.c WARN_ON()s, so skipped there.
+ */
+static void iopf_rel_flush_after_remove(struct kunit *test)
+{
+	struct rel_ctx *ctx;
+
+	if (!rel_is_rust())
+		kunit_skip(test,
+			   "io-pgfault.c WARN_ON(!iopf_param): flushing a removed device is a driver bug there");
+
+	ctx = rel_setup(test, 2);
+	rel_add(ctx, 0);
+	KUNIT_EXPECT_EQ(test, iopf_queue_flush_dev(ctx->devs[0].dev), 0);
+	rel_remove_now(ctx, 0);
+	KUNIT_EXPECT_EQ(test, iopf_queue_flush_dev(ctx->devs[0].dev), -ENODEV);
+	KUNIT_EXPECT_EQ(test, iopf_queue_flush_dev(ctx->devs[1].dev), -ENODEV);
+	ctx->scenarios = 2;
+
+	rel_account(test, ctx, NULL);
+}
+
+/*
+ * A NULL queue: iopf_queue_discard_partial() fails with -EINVAL and
+ * iopf_queue_free() does nothing, on both variants; the real queue's held
+ * partials are untouched.
+ */
+static void iopf_rel_null_queue(struct kunit *test)
+{
+	struct rel_ctx *ctx = rel_setup(test, 1);
+	struct device *dev = ctx->devs[0].dev;
+	struct iopf_fault p, l;
+
+	rel_attach(ctx, 0);
+	rel_add(ctx, 0);
+	p = rel_partial(ctx, 4);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &p), 0);
+
+	KUNIT_EXPECT_EQ(test, iopf_queue_discard_partial(NULL), -EINVAL);
+	iopf_queue_free(NULL);
+
+	l = rel_last(ctx, 4, REL_ANSWER | REL_RECORD);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
+	KUNIT_EXPECT_EQ(test, ctx->rec.fault_count, 2);
+	expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	ctx->scenarios = 2;
+
+	rel_account(test, ctx, NULL);
+}
+
+/*
+ * NULL where io-pgfault.c dereferences it: a NULL queue to add_device or
+ * remove_device, a NULL event or device. The Rust core fails with -EINVAL
+ * (or ignores the call) and the device stays as it was. Skipped on C, which
+ * crashes on each of them.
+ */
+static void iopf_rel_null_arguments(struct kunit *test)
+{
+	struct rel_ctx *ctx;
+	struct iopf_fault p, l;
+	struct device *dev;
+
+	if (!rel_is_rust())
+		kunit_skip(test,
+			   "io-pgfault.c dereferences a NULL queue, device or event (oops)");
+
+	ctx = rel_setup(test, 1);
+	dev = ctx->devs[0].dev;
+	rel_attach(ctx, 0);
+
+	KUNIT_EXPECT_EQ(test, iopf_queue_add_device(NULL, dev), -EINVAL);
+	KUNIT_EXPECT_EQ(test, iopf_queue_flush_dev(NULL), -EINVAL);
+	rel_add(ctx, 0);
+	p = rel_partial(ctx, 5);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &p), 0);
+	iopf_queue_remove_device(NULL, dev);
+	iopf_queue_remove_device(ctx->queue, NULL);
+	KUNIT_EXPECT_EQ(test, iommu_report_device_fault(dev, NULL), -EINVAL);
+	KUNIT_EXPECT_EQ(test, iommu_report_device_fault(NULL, &p), -EINVAL);
+	iopf_group_response(NULL, IOMMU_PAGE_RESP_SUCCESS);
+	iopf_group_dequeue(NULL);
+	iopf_free_group(NULL);
+
+	/* Still on its queue, with its partial. */
+	KUNIT_EXPECT_EQ(test, iopf_queue_flush_dev(dev), 0);
+	l = rel_last(ctx, 5, REL_ANSWER | REL_RECORD);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
+	KUNIT_EXPECT_EQ(test, ctx->rec.fault_count, 2);
+	ctx->scenarios = 8;
+
+	rel_account(test, ctx, NULL);
+}
+
+/*
+ * iopf_queue_add_device() of a device already on a queue (the same or
+ * another): -EBUSY, and the device's pending group and held partial are
+ * untouched. Both variants.
+ */
+static void iopf_rel_add_device_twice(struct kunit *test)
+{
+	struct rel_ctx *ctx = rel_setup(test, 1);
+	struct rel_dev *rd = &ctx->devs[0];
+	struct iopf_fault kept, p, l;
+	struct iopf_queue *other;
+
+	other = iopf_queue_alloc("iopf-rel-other");
+	KUNIT_ASSERT_NOT_NULL(test, other);
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
+			rel_queue_free_action, other), 0);
+	rel_attach(ctx, 0);
+	rel_add(ctx, 0);
+
+	mutex_lock(&rd->member);
+	kept = rel_fault(ctx, 0, false, 1, true, REL_KEEP, 1, REL_INVALID);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &kept), 0);
+	mutex_unlock(&rd->member);
+	p = rel_partial(ctx, 2);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &p), 0);
+
+	KUNIT_EXPECT_EQ(test, iopf_queue_add_device(ctx->queue, rd->dev),
+			-EBUSY);
+	KUNIT_EXPECT_EQ(test, iopf_queue_add_device(other, rd->dev), -EBUSY);
+	KUNIT_EXPECT_EQ(test, rel_responses(ctx), 0);
+
+	l = rel_last(ctx, 2, REL_ANSWER | REL_RECORD);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &l), 0);
+	KUNIT_EXPECT_EQ(test, ctx->rec.fault_count, 2);
+	expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+
+	rel_remove_now(ctx, 0);
+	expect_resp(test, ctx, &kept, 1, IOMMU_PAGE_RESP_INVALID);
+	ctx->scenarios = 2;
+
+	rel_account(test, ctx, NULL);
+}
+
+/* Cases: a flood of partial requests */
+
+/*
+ * 1,000,000 by default; iopf_kunit.flood=N on the command line changes it.
+ * `cargo xtask test` floods 100,000 on the debug kernels (KASAN and
+ * kmemleak make each request cost tens of microseconds under TCG) and the
+ * default on the KCSAN kernels.
+ */
+static unsigned int rel_flood = 1000000;
+module_param_named(flood, rel_flood, uint, 0444);
+MODULE_PARM_DESC(flood, "partial requests of iopf_rel_partial_flood");
+/* PCIe page request group indexes are 9 bits. */
+#define REL_PRG_INDEXES		512U
+#define REL_FLOOD_SAMPLE	4096U
+
+static unsigned long rel_slab_pages(void)
+{
+	return global_node_page_state_pages(NR_SLAB_UNRECLAIMABLE_B);
+}
+
+/*
+ * rel_flood (1,000,000) requests without the Last Page flag, spread over
+ * every group index, that no last request ever completes. The Rust core
+ * holds at most CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL of them per device
+ * (dropping the oldest group), so its memory stays bounded; io-pgfault.c
+ * holds every one of them until the device is removed. The last requests
+ * sent afterwards show how many are held: for Rust, one per group index, all
+ * of them summed; for C, one group index (walking all the held partials for
+ * each of 512 last requests takes too long under emulation), which must
+ * hold all of its own. The peak growth of unreclaimable slab memory over the
+ * flood is printed (on a KASAN kernel it includes the quarantine of freed
+ * objects, and with kmemleak its metadata).
+ */
+static void iopf_rel_partial_flood(struct kunit *test)
+{
+	struct rel_ctx *ctx = rel_setup(test, 1);
+	struct device *dev = ctx->devs[0].dev;
+	unsigned long base, peak, pages;
+	unsigned int i, errors = 0, probed;
+	struct iopf_fault evt, l;
+	char extra[128];
+	u64 held, ms;
+	ktime_t start;
+
+	rel_attach(ctx, 0);
+	rel_add(ctx, 0);
+
+	evt = rel_fault(ctx, 0, false, 0, false, REL_ANSWER, 0, 0);
+	evt.fault.prm.private_data[0] = 0;	/* not tracked one by one */
+	base = peak = rel_slab_pages();
+	start = ktime_get();
+	for (i = 0; i < rel_flood; i++) {
+		evt.fault.prm.grpid = i % REL_PRG_INDEXES;
+		evt.fault.prm.addr = (u64)(i + 1) << PAGE_SHIFT;
+		if (rel_report(ctx, dev, &evt))
+			errors++;
+		if (i % REL_FLOOD_SAMPLE == 0) {
+			pages = rel_slab_pages();
+			peak = max(peak, pages);
+			cond_resched();
+		}
+	}
+	peak = max(peak, rel_slab_pages());
+	ms = ktime_ms_delta(ktime_get(), start);
+	KUNIT_EXPECT_EQ(test, errors, 0);
+	ctx->scenarios = 1;
+
+	probed = rel_is_rust() ? REL_PRG_INDEXES : 1;
+	for (i = 0; i < probed; i++) {
+		l = rel_last(ctx, i, REL_ANSWER | REL_SUM);
+		KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
+		expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	}
+	held = atomic64_read(&ctx->partials_delivered);
+#ifdef CONFIG_IOMMU_IOPF_RUST
+	KUNIT_EXPECT_LE_MSG(test, held, (u64)CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL,
+			    "partials held by one device");
+	KUNIT_EXPECT_GT(test, held, 0);
+#else
+	/* Group index 0 got one request in every REL_PRG_INDEXES. */
+	KUNIT_EXPECT_EQ_MSG(test, held,
+			    (u64)DIV_ROUND_UP(rel_flood, REL_PRG_INDEXES),
+			    "io-pgfault.c holds every partial");
+#endif
+	rel_remove_now(ctx, 0);
+
+	snprintf(extra, sizeof(extra),
+		 "flood=%u peak_slab_kb=%lu held=%llu probed_groups=%u flood_ms=%llu",
+		 rel_flood, (peak - base) * (PAGE_SIZE / 1024), held, probed, ms);
+	rel_account(test, ctx, extra);
+}
+
+/* Cases: allocation failures */
+
+/*
+ * Fails the Nth slab allocation of the current task (fault injection's
+ * per-task fail-nth, as /proc/self/task/T/fail-nth sets it). GFP_KERNEL
+ * allocations are only failed with failslab's ignore-gfp-wait off, and an
+ * injected failure dumps a stack unless verbose is 0: both are set for the
+ * duration of the case through the data of their debugfs files, as no other
+ * interface reaches them from inside the kernel.
+ */
+struct rel_failslab {
+	bool *ignore_gfp_wait;
+	unsigned long *verbose;
+	bool saved_ignore;
+	unsigned long saved_verbose;
+};
+
+static void *rel_debugfs_data(struct dentry *dir, const char *name)
+{
+	struct dentry *d = debugfs_lookup(name, dir);
+	void *data = NULL;
+
+	if (!IS_ERR_OR_NULL(d)) {
+		data = d_inode(d)->i_private;
+		dput(d);
+	}
+	return data;
+}
+
+static void rel_failslab_restore(void *data)
+{
+	struct rel_failslab *fs = data;
+
+	*fs->ignore_gfp_wait = fs->saved_ignore;
+	*fs->verbose = fs->saved_verbose;
+}
+
+/* Arms failslab for fail-nth, or skips the case if the kernel lacks it. */
+static void rel_failslab_arm(struct kunit *test)
+{
+#if IS_ENABLED(CONFIG_FAILSLAB) && IS_ENABLED(CONFIG_FAULT_INJECTION_DEBUG_FS)
+	struct rel_failslab *fs;
+	struct dentry *dir;
+
+	fs = kunit_kzalloc(test, sizeof(*fs), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, fs);
+	dir = debugfs_lookup("failslab", NULL);
+	if (IS_ERR_OR_NULL(dir))
+		kunit_skip(test, "no failslab in debugfs");
+	fs->ignore_gfp_wait = rel_debugfs_data(dir, "ignore-gfp-wait");
+	fs->verbose = rel_debugfs_data(dir, "verbose");
+	dput(dir);
+	if (!fs->ignore_gfp_wait || !fs->verbose)
+		kunit_skip(test, "failslab's debugfs attributes not found");
+	fs->saved_ignore = *fs->ignore_gfp_wait;
+	fs->saved_verbose = *fs->verbose;
+	*fs->ignore_gfp_wait = false;
+	*fs->verbose = 0;
+	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
+			rel_failslab_restore, fs), 0);
+#else
+	kunit_skip(test, "needs CONFIG_FAILSLAB and CONFIG_FAULT_INJECTION_DEBUG_FS");
+#endif
+}
+
+#ifdef CONFIG_FAULT_INJECTION
+static void rel_fail_nth_begin(unsigned int n)
+{
+	WRITE_ONCE(current->fail_nth, n);
+}
+
+/* Whether the Nth allocation happened (and failed); disarms fail-nth. */
+static bool rel_fail_nth_end(void)
+{
+	bool hit = !READ_ONCE(current->fail_nth);
+
+	WRITE_ONCE(current->fail_nth, 0);
+	return hit;
+}
+#else
+static void rel_fail_nth_begin(unsigned int n)
+{
+}
+
+static bool rel_fail_nth_end(void)
+{
+	return false;
+}
+#endif
+
+#define REL_FAIL_NTH_MAX	256
+
+/*
+ * The report path, with its Nth allocation failed, for every N until a run
+ * has no allocation left to fail. Each run reports two partial requests of
+ * group 1, one of group 2, then the last requests of groups 1 and 2:
+ * - a partial whose allocation fails is not held (-ENOMEM), the others are;
+ * - a last request whose group cannot be allocated is answered FAILURE and
+ *   its group's held partials are freed (report returns 0); otherwise its
+ *   handler gets exactly the partials that were held, and answers SUCCESS;
+ * - afterwards nothing of either group is held: new last requests of both
+ *   come alone.
+ * An injected failure may also hit an allocation outside the IOPF code
+ * (kmemleak's metadata, which then uses its pool): then nothing fails.
+ */
+static void iopf_rel_fail_nth_report(struct kunit *test)
+{
+	unsigned int n, i, enomem = 0, aborted = 0;
+	struct iopf_fault p[3], l[2], again;
+	struct rel_ctx *ctx;
+	struct device *dev;
+	int ret[3];
+	char extra[96];
+	bool hit = true;
+
+	rel_failslab_arm(test);
+	ctx = rel_setup(test, 1);
+	dev = ctx->devs[0].dev;
+	rel_attach(ctx, 0);
+	rel_add(ctx, 0);
+
+	for (n = 1; hit && n <= REL_FAIL_NTH_MAX; n++) {
+		p[0] = rel_partial(ctx, 1);
+		p[1] = rel_partial(ctx, 1);
+		p[2] = rel_partial(ctx, 2);
+		l[0] = rel_fault(ctx, 0, false, 1, true, REL_ANSWER | REL_RECORD,
+				 1, REL_OK | REL_FAILURE);
+		l[1] = rel_fault(ctx, 0, false, 2, true, REL_ANSWER, 1,
+				 REL_OK | REL_FAILURE);
+		ctx->rec.last = 0;
+		atomic_set(&ctx->delivered, 0);
+
+		rel_fail_nth_begin(n);
+		for (i = 0; i < 3; i++)
+			ret[i] = rel_report(ctx, dev, &p[i]);
+		KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l[0]), 0);
+		KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l[1]), 0);
+		hit = rel_fail_nth_end();
+		ctx->scenarios++;
+		ctx->injected += hit;
+
+		for (i = 0; i < 3; i++) {
+			KUNIT_EXPECT_TRUE_MSG(test, !ret[i] || ret[i] == -ENOMEM,
+					      "n=%u partial %u: %d", n, i, ret[i]);
+			enomem += ret[i] == -ENOMEM;
+		}
+		/* Group 1: delivered with its held partials, or aborted. */
+		if (ctx->rec.last == rel_seq(&l[0].fault)) {
+			u64 want[3];
+			unsigned int k = 0;
+
+			for (i = 0; i < 2; i++)
+				if (!ret[i])
+					want[k++] = rel_seq(&p[i].fault);
+			want[k++] = rel_seq(&l[0].fault);
+			KUNIT_EXPECT_EQ_MSG(test, ctx->rec.nfaults, k, "n=%u", n);
+			for (i = 0; i < min(k, ctx->rec.nfaults); i++)
+				KUNIT_EXPECT_EQ_MSG(test, ctx->rec.seqs[i], want[i],
+						    "n=%u: fault %u of group 1", n, i);
+			expect_resp(test, ctx, &l[0], 1, IOMMU_PAGE_RESP_SUCCESS);
+		} else {
+			expect_resp(test, ctx, &l[0], 1, IOMMU_PAGE_RESP_FAILURE);
+			aborted++;
+		}
+		if (rel_code(ctx, &l[1]) == IOMMU_PAGE_RESP_FAILURE)
+			aborted++;
+		KUNIT_EXPECT_EQ(test, rel_got(ctx, &l[1]), 1);
+		KUNIT_EXPECT_EQ_MSG(test, atomic_read(&ctx->delivered),
+				    2 - (rel_code(ctx, &l[0]) != 0) -
+				    (rel_code(ctx, &l[1]) != 0), "n=%u", n);
+
+		/* Nothing is left held. */
+		for (i = 1; i <= 2; i++) {
+			again = rel_last(ctx, i, REL_ANSWER | REL_RECORD);
+			KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &again), 0);
+			KUNIT_EXPECT_EQ_MSG(test, ctx->rec.nfaults, 1,
+					    "n=%u: group %u kept partials", n, i);
+			expect_resp(test, ctx, &again, 1,
+				    IOMMU_PAGE_RESP_SUCCESS);
+		}
+	}
+	KUNIT_EXPECT_FALSE_MSG(test, hit, "more than %u allocations",
+			       REL_FAIL_NTH_MAX);
+	/* Every allocation site was reached: both outcomes were seen. */
+	KUNIT_EXPECT_GT(test, enomem, 0);
+	KUNIT_EXPECT_GT(test, aborted, 0);
+
+	/* Nothing pending either: the removal answers nothing. */
+	n = rel_responses(ctx);
+	rel_remove_now(ctx, 0);
+	KUNIT_EXPECT_EQ(test, rel_responses(ctx), n);
+
+	snprintf(extra, sizeof(extra), "partial_enomem=%u groups_aborted=%u",
+		 enomem, aborted);
+	rel_account(test, ctx, extra);
+}
+
+/*
+ * iopf_queue_add_device() with its Nth allocation failed: -ENOMEM and the
+ * device is not on the queue (it can be added afterwards and works), or it
+ * succeeded because the failure hit an allocation outside the IOPF code.
+ */
+static void iopf_rel_fail_nth_add_device(struct kunit *test)
+{
+	unsigned int n, enomem = 0;
+	struct rel_ctx *ctx;
+	struct rel_dev *rd;
+	struct iopf_fault l;
+	char extra[32];
+	bool hit = true;
+	int ret;
+
+	rel_failslab_arm(test);
+	ctx = rel_setup(test, 1);
+	rd = &ctx->devs[0];
+	rel_attach(ctx, 0);
+
+	for (n = 1; hit && n <= REL_FAIL_NTH_MAX; n++) {
+		mutex_lock(&rd->member);
+		rel_fail_nth_begin(n);
+		ret = iopf_queue_add_device(ctx->queue, rd->dev);
+		hit = rel_fail_nth_end();
+		mutex_unlock(&rd->member);
+		ctx->scenarios++;
+		ctx->injected += hit;
+		KUNIT_EXPECT_TRUE_MSG(test, !ret || ret == -ENOMEM,
+				      "n=%u: %d", n, ret);
+		if (ret == -ENOMEM) {
+			enomem++;
+			rel_add(ctx, 0);
+		} else {
+			rd->on_queue = true;
+			if (!rd->remove_action) {
+				rd->remove_action = true;
+				KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
+						rel_remove_action, rd), 0);
+			}
+		}
+		l = rel_last(ctx, n, REL_ANSWER);
+		KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &l), 0);
+		expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+		rel_remove_now(ctx, 0);
+	}
+	KUNIT_EXPECT_FALSE(test, hit);
+	KUNIT_EXPECT_GT(test, enomem, 0);
+
+	snprintf(extra, sizeof(extra), "add_enomem=%u", enomem);
+	rel_account(test, ctx, extra);
+}
+
+/* Cases: concurrency */
+
+#define REL_STRESS_DEVS		4
+#define REL_STRESS_GROUPS	1000
+#define REL_STRESS_GRPIDS	64
+
+struct rel_stress {
+	struct rel_ctx *ctx;
+	atomic_t stop;
+	unsigned int flushes, discards, cycles, late_answers, errors;
+	/* One per helper thread, in the order they are started. */
+	struct completion done[4];
+};
+
+/* The mode of group @g of device @i: every mode, in a scattered order. */
+static unsigned int rel_stress_mode(unsigned int i, unsigned int g)
+{
+	return (g * 7 + i * 3 + g / 5) % REL_NR_MODES;
+}
+
+static u8 rel_stress_codes(unsigned int mode)
+{
+	switch (mode) {
+	case REL_KEEP:
+		return REL_OK | REL_INVALID;
+	case REL_FAIL:
+		return REL_FAILURE;
+	default:
+		return REL_OK;
+	}
+}
+
+/*
+ * One device's reporter: groups of 0 to 3 partial requests and a last one,
+ * on the RID and on REL_PASID, under the device's member lock (which the
+ * cycler takes to remove and re-add the device, as a driver stops its page
+ * request queue first).
+ */
+static int rel_reporter_fn(void *data)
+{
+	struct rel_dev *rd = data;
+	struct rel_ctx *ctx = rd->ctx;
+	unsigned int g, k;
+
+	for (g = 0; g < REL_STRESS_GROUPS; g++) {
+		unsigned int mode = rel_stress_mode(rd->index, g);
+		u32 grpid = g % REL_STRESS_GRPIDS;
+		bool pv = g & 1;
+		u32 pasid = pv ? REL_PASID : 0;
+		struct iopf_fault evt;
+
+		mutex_lock(&rd->member);
+		for (k = 0; k < g % 4; k++) {
+			evt = rel_fault(ctx, pasid, pv, grpid, false, mode, 0, 0);
+			if (iommu_report_device_fault(rd->dev, &evt))
+				rd->errors++;
+		}
+		evt = rel_fault(ctx, pasid, pv, grpid, true, mode, 1,
+				rel_stress_codes(mode));
+		if (iommu_report_device_fault(rd->dev, &evt))
+			rd->errors++;
+		mutex_unlock(&rd->member);
+		cond_resched();
+	}
+	complete(&rd->done);
+	return 0;
+}
+
+static int rel_flusher_fn(void *data)
+{
+	struct rel_stress *s = data;
+	struct rel_ctx *ctx = s->ctx;
+	unsigned int i = 0;
+
+	while (!atomic_read(&s->stop)) {
+		struct rel_dev *rd = &ctx->devs[i++ % ctx->ndevs];
+
+		mutex_lock(&rd->member);
+		if (iopf_queue_flush_dev(rd->dev))
+			s->errors++;
+		mutex_unlock(&rd->member);
+		s->flushes++;
+		usleep_range(200, 400);
+	}
+	complete(&s->done[0]);
+	return 0;
+}
+
+static int rel_discarder_fn(void *data)
+{
+	struct rel_stress *s = data;
+
+	while (!atomic_read(&s->stop)) {
+		if (iopf_queue_discard_partial(s->ctx->queue))
+			s->errors++;
+		s->discards++;
+		usleep_range(100, 300);
+	}
+	complete(&s->done[1]);
+	return 0;
+}
+
+/* Answers the groups kept pending, from time to time. */
+static int rel_answerer_fn(void *data)
+{
+	struct rel_stress *s = data;
+	struct rel_ctx *ctx = s->ctx;
+	unsigned int i = 0;
+
+	while (!atomic_read(&s->stop)) {
+		struct rel_dev *rd = &ctx->devs[i++ % ctx->ndevs];
+
+		mutex_lock(&rd->member);
+		s->late_answers += rel_answer_kept(rd);
+		mutex_unlock(&rd->member);
+		usleep_range(500, 1000);
+	}
+	complete(&s->done[3]);
+	return 0;
+}
+
+/* Removes a device (answering its pending groups INVALID) and adds it back. */
+static int rel_cycler_fn(void *data)
+{
+	struct rel_stress *s = data;
+	struct rel_ctx *ctx = s->ctx;
+
+	while (!atomic_read(&s->stop)) {
+		struct rel_dev *rd = &ctx->devs[s->cycles++ % ctx->ndevs];
+
+		mutex_lock(&rd->member);
+		rel_remove(rd);
+		if (iopf_queue_add_device(ctx->queue, rd->dev))
+			s->errors++;
+		else
+			rd->on_queue = true;
+		mutex_unlock(&rd->member);
+		usleep_range(1000, 2000);
+	}
+	complete(&s->done[2]);
+	return 0;
+}
+
+/*
+ * Reporters on several devices of one queue, while other threads flush the
+ * devices, discard partials, answer kept groups and remove and re-add
+ * devices, and work items answer deferred and handed-off groups. At the end
+ * every last request got exactly one response with a code its handling
+ * allows, nothing is held (new last requests of every group index come
+ * alone) and nothing is pending (removing the devices answers nothing).
+ */
+static void iopf_rel_stress(struct kunit *test)
+{
+	struct rel_ctx *ctx = rel_setup(test, REL_STRESS_DEVS);
+	unsigned int i, g, started = 0, helpers = 0, errors = 0;
+	unsigned long before;
+	struct rel_stress *s;
+	struct task_struct *t;
+	struct iopf_fault l;
+	char extra[160];
+	u64 ms;
+	ktime_t start;
+	int (*const helper_fn[])(void *data) = {
+		rel_flusher_fn, rel_discarder_fn, rel_cycler_fn, rel_answerer_fn,
+	};
+	static const char *const helper_name[] = {
+		"flush", "discard", "cycle", "answer",
+	};
+
+	s = kunit_kzalloc(test, sizeof(*s), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, s);
+	s->ctx = ctx;
+	for (i = 0; i < ARRAY_SIZE(s->done); i++)
+		init_completion(&s->done[i]);
+
+	for (i = 0; i < REL_STRESS_DEVS; i++)
+		rel_attach(ctx, i);
+	for (i = 0; i < REL_STRESS_DEVS; i++)
+		rel_add(ctx, i);
+
+	start = ktime_get();
+	for (i = 0; i < ARRAY_SIZE(helper_fn); i++) {
+		t = kthread_run(helper_fn[i], s, "iopf_rel_%s", helper_name[i]);
+		if (IS_ERR(t))
+			break;
+		helpers++;
+	}
+	for (i = 0; i < REL_STRESS_DEVS; i++) {
+		t = kthread_run(rel_reporter_fn, &ctx->devs[i], "iopf_rel_rep%u",
+				i);
+		if (IS_ERR(t))
+			break;
+		started++;
+	}
+	/* No assertion may end the test while the threads run. */
+	for (i = 0; i < started; i++)
+		wait_for_completion(&ctx->devs[i].done);
+	atomic_set(&s->stop, 1);
+	for (i = 0; i < helpers; i++)
+		wait_for_completion(&s->done[i]);
+	ms = ktime_ms_delta(ktime_get(), start);
+	KUNIT_ASSERT_EQ(test, started, REL_STRESS_DEVS);
+	KUNIT_ASSERT_EQ(test, helpers, ARRAY_SIZE(helper_fn));
+
+	/* Drain: handed-off groups, deferred work, kept groups. */
+	flush_workqueue(ctx->wq);
+	for (i = 0; i < REL_STRESS_DEVS; i++) {
+		struct rel_dev *rd = &ctx->devs[i];
+
+		mutex_lock(&rd->member);
+		KUNIT_EXPECT_TRUE(test, rd->on_queue);
+		KUNIT_EXPECT_EQ(test, iopf_queue_flush_dev(rd->dev), 0);
+		s->late_answers += rel_answer_kept(rd);
+		mutex_unlock(&rd->member);
+		errors += rd->errors;
+	}
+	ctx->faults = atomic_read(&ctx->next_seq);
+	ctx->scenarios = REL_STRESS_DEVS * REL_STRESS_GROUPS;
+	KUNIT_EXPECT_EQ(test, errors, 0);
+	KUNIT_EXPECT_EQ(test, s->errors, 0);
+
+	/* Nothing held: a last request of every group index comes alone. */
+	for (i = 0; i < REL_STRESS_DEVS; i++) {
+		for (g = 0; g < REL_STRESS_GRPIDS; g++) {
+			l = rel_last(ctx, g, REL_ANSWER | REL_SUM);
+			KUNIT_EXPECT_EQ(test, rel_report(ctx, ctx->devs[i].dev,
+							 &l), 0);
+		}
+	}
+	KUNIT_EXPECT_EQ_MSG(test, atomic64_read(&ctx->partials_delivered), 0,
+			    "partials left held after the stress");
+
+	/* Nothing pending: the removals answer nothing. */
+	before = rel_responses(ctx);
+	for (i = 0; i < REL_STRESS_DEVS; i++)
+		rel_remove_now(ctx, i);
+	KUNIT_EXPECT_EQ_MSG(test, rel_responses(ctx), before,
+			    "groups left pending after the stress");
+
+	snprintf(extra, sizeof(extra),
+		 "flushes=%u discards=%u cycles=%u late_answers=%u stress_ms=%llu",
+		 s->flushes, s->discards, s->cycles, s->late_answers, ms);
+	rel_account(test, ctx, extra);
+}
+
+/* Suite */
+
+static struct kunit_case iopf_rel_cases[] = {
+	KUNIT_CASE(iopf_rel_bad_fault_type),
+	KUNIT_CASE(iopf_rel_report_unattached),
+	KUNIT_CASE(iopf_rel_report_no_fault_data),
+	KUNIT_CASE(iopf_rel_remove_wrong_queue),
+	KUNIT_CASE(iopf_rel_flush_after_remove),
+	KUNIT_CASE(iopf_rel_null_queue),
+	KUNIT_CASE(iopf_rel_null_arguments),
+	KUNIT_CASE(iopf_rel_add_device_twice),
+	KUNIT_CASE_SLOW(iopf_rel_partial_flood),
+	KUNIT_CASE(iopf_rel_fail_nth_report),
+	KUNIT_CASE(iopf_rel_fail_nth_add_device),
+	KUNIT_CASE_SLOW(iopf_rel_stress),
+	{}
+};
+
+static struct kunit_suite iopf_rel_suite = {
+	.name = "iopf_reliability",
+	.test_cases = iopf_rel_cases,
+};
+kunit_test_suite(iopf_rel_suite);

@@ -1,0 +1,613 @@
+//! `run`: the demo. Boots the Rust-IOPF kernel with the Rust IOPF sample
+//! (`samples/rust/rust_iopf`), injects a script of page requests through its
+//! debugfs from a tiny busybox initramfs, and shows what happened to each:
+//! reported, grouped, handled, answered, with which code and how fast.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::cli::{Arch, RunArgs, Variant};
+use crate::kernel;
+use crate::paths::Workspace;
+use crate::qemu::{self, Boot};
+use crate::selftest;
+use crate::splat;
+use crate::toolchain;
+
+/// Prefix of the lines the demo's `/init` prints, told apart from the kernel's.
+const MARK: &str = "@@rust_iopf";
+
+/// Where the sample's debugfs files are in the guest.
+const DEBUGFS: &str = "/sys/kernel/debug/rust_iopf";
+
+/// KUnit suites stay off: the demo is about the sample.
+const CMDLINE: &str = "kunit.enable=0 kunit_shutdown=none";
+
+/// The answer a group should get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    Success,
+    Invalid,
+    Failure,
+}
+
+impl Code {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "success" => Some(Self::Success),
+            "invalid" => Some(Self::Invalid),
+            "failure" => Some(Self::Failure),
+            _ => None,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Self::Success => "SUCCESS",
+            Self::Invalid => "INVALID",
+            Self::Failure => "FAILURE",
+        }
+    }
+}
+
+/// One step of the script: an `inject` command and what it must lead to.
+pub struct Step {
+    /// What the step shows, in words.
+    pub what: &'static str,
+    /// The command written to `inject`.
+    pub command: &'static str,
+    /// Groups the command injects.
+    pub groups: usize,
+    /// Requests in each group, as the consumer must receive them (0: the
+    /// group never reaches the consumer).
+    pub pages: usize,
+    /// The return value of the last `report()` of each group.
+    pub report: i32,
+    /// The answer each group must get.
+    pub code: Code,
+}
+
+const EINVAL: i32 = -22;
+
+/// The script. Endpoint 0 has the consumer's domain attached, endpoint 1 none.
+pub const SCRIPT: &[Step] = &[
+    Step {
+        what: "one page, read+write: the consumer maps it from its work item",
+        command: "page 0 0x1000 rw",
+        groups: 1,
+        pages: 1,
+        report: 0,
+        code: Code::Success,
+    },
+    Step {
+        what: "a group of 4 pages: 3 held by the framework until the last arrives",
+        command: "group 0 4 0x10000 rw",
+        groups: 1,
+        pages: 4,
+        report: 0,
+        code: Code::Success,
+    },
+    Step {
+        what: "an exec request: the consumer answers Invalid",
+        command: "page 0 0x2000 rx",
+        groups: 1,
+        pages: 1,
+        report: 0,
+        code: Code::Invalid,
+    },
+    Step {
+        what: "a privileged request: the handler refuses it, the framework answers Failure",
+        command: "page 0 0x3000 rp",
+        groups: 1,
+        pages: 1,
+        report: 0,
+        code: Code::Failure,
+    },
+    Step {
+        what: "endpoint 1, no domain attached: the framework answers Invalid, report() fails",
+        command: "page 1 0x1000 r",
+        groups: 1,
+        pages: 0,
+        report: EINVAL,
+        code: Code::Invalid,
+    },
+    Step {
+        what: "a flood of 500 one-page groups",
+        command: "flood 0 500",
+        groups: 500,
+        pages: 1,
+        report: 0,
+        code: Code::Success,
+    },
+];
+
+/// The `/init` script: for each step, clear the events, inject, wait for
+/// the consumer's work items, print the events; then the counters.
+pub fn init_script(script: &[Step]) -> String {
+    let mut s = String::from(
+        "#!/bin/sh\n\
+         # Written by `cargo xtask run`.\n\
+         export PATH=/bin:/sbin:/usr/bin:/usr/sbin\n\
+         mount -t proc proc /proc\n\
+         mount -t sysfs sysfs /sys\n\
+         mount -t debugfs debugfs /sys/kernel/debug\n",
+    );
+    let _ = writeln!(s, "D={DEBUGFS}");
+    let _ = writeln!(
+        s,
+        "[ -d $D ] || echo \"{MARK} missing $D (CONFIG_SAMPLE_RUST_IOPF)\""
+    );
+    for (n, step) in script.iter().enumerate() {
+        let _ = writeln!(s, "echo x > $D/clear");
+        let _ = writeln!(
+            s,
+            "echo '{}' > $D/inject || echo \"{MARK} inject failed\"",
+            step.command
+        );
+        let _ = writeln!(s, "echo 'flush 0' > $D/inject");
+        let _ = writeln!(s, "echo \"{MARK} step {n}\"");
+        let _ = writeln!(s, "sed 's/^/{MARK} event /' $D/events");
+    }
+    let _ = writeln!(s, "sed 's/^/{MARK} stat /' $D/stats");
+    let _ = writeln!(s, "echo \"{MARK} done\"\npoweroff -f");
+    s
+}
+
+/// What the events say about one group.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Group {
+    pub seq: u64,
+    pub endpoint: Option<u32>,
+    pub report: Option<i32>,
+    pub grouped: Option<usize>,
+    pub refused: bool,
+    pub handled: Option<Code>,
+    pub answers: Vec<Code>,
+    /// Nanoseconds from the injection of the group's last request to its answer.
+    pub answered_ns: Option<i64>,
+}
+
+/// The console, split by step: each step's groups, in sequence order, and
+/// the counters.
+#[derive(Debug, Default)]
+pub struct Transcript {
+    pub steps: Vec<Vec<Group>>,
+    pub stats: Vec<(String, u64)>,
+    pub done: bool,
+    pub problems: Vec<String>,
+}
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+pub fn parse(console: &str) -> Transcript {
+    let mut t = Transcript::default();
+    let mut current: Option<BTreeMap<u64, Group>> = None;
+    let finish = |t: &mut Transcript, cur: Option<BTreeMap<u64, Group>>| {
+        if let Some(groups) = cur {
+            t.steps.push(groups.into_values().collect());
+        }
+    };
+    for line in console.lines() {
+        let Some(at) = line.find(MARK) else { continue };
+        let rest = line[at + MARK.len()..].trim();
+        if rest.starts_with("step ") {
+            let prev = current.replace(BTreeMap::new());
+            finish(&mut t, prev);
+        } else if let Some(ev) = rest.strip_prefix("event ") {
+            let (Some(groups), Some(seq)) = (
+                current.as_mut(),
+                field(ev, "seq").and_then(|s| s.parse::<u64>().ok()),
+            ) else {
+                if ev.starts_with("dropped=") {
+                    t.problems.push(format!("the sample dropped events: {ev}"));
+                }
+                continue;
+            };
+            let g = groups.entry(seq).or_insert_with(|| Group {
+                seq,
+                ..Group::default()
+            });
+            let ns = field(ev, "t_ns").and_then(|s| s.parse::<i64>().ok());
+            let code = field(ev, "code").and_then(Code::parse);
+            match field(ev, "event") {
+                Some("reported") => {
+                    g.endpoint = field(ev, "ep").and_then(|s| s.parse().ok());
+                    g.report = field(ev, "ret").and_then(|s| s.parse().ok());
+                }
+                Some("grouped") => g.grouped = field(ev, "pages").and_then(|s| s.parse().ok()),
+                Some("refused") => g.refused = true,
+                Some("handled") => g.handled = code,
+                Some("answered") => {
+                    g.answers.extend(code);
+                    g.answered_ns = ns;
+                }
+                _ => t.problems.push(format!("unreadable event: {ev}")),
+            }
+        } else if let Some(stat) = rest.strip_prefix("stat ") {
+            let prev = current.take();
+            finish(&mut t, prev);
+            if let Some((k, v)) = stat.split_once(' ') {
+                if let Ok(v) = v.trim().parse() {
+                    t.stats.push((k.to_string(), v));
+                }
+            }
+        } else if rest == "done" {
+            let prev = current.take();
+            finish(&mut t, prev);
+            t.done = true;
+        } else {
+            t.problems.push(format!("guest: {rest}"));
+        }
+    }
+    let prev = current.take();
+    finish(&mut t, prev);
+    t
+}
+
+/// Everything a step's groups got that the step did not expect.
+pub fn check(step: &Step, groups: &[Group]) -> Vec<String> {
+    let mut out = Vec::new();
+    if groups.len() != step.groups {
+        out.push(format!(
+            "{} group(s) seen, {} injected",
+            groups.len(),
+            step.groups
+        ));
+    }
+    for g in groups {
+        let id = format!("group #{}", g.seq);
+        match g.answers.as_slice() {
+            [code] if *code == step.code => {}
+            [] => out.push(format!("{id}: no answer")),
+            [code] => out.push(format!(
+                "{id}: answered {}, expected {}",
+                code.word(),
+                step.code.word()
+            )),
+            many => out.push(format!("{id}: answered {} times", many.len())),
+        }
+        if g.report != Some(step.report) {
+            out.push(format!(
+                "{id}: report() returned {:?}, expected {}",
+                g.report, step.report
+            ));
+        }
+        let grouped = g.grouped.unwrap_or(0);
+        if grouped != step.pages {
+            out.push(format!(
+                "{id}: the consumer got {grouped} request(s), expected {}",
+                step.pages
+            ));
+        }
+    }
+    out
+}
+
+fn micros(ns: i64) -> String {
+    format!("{:.0} µs", ns as f64 / 1000.0)
+}
+
+fn describe(step: &Step, g: &Group) -> [String; 4] {
+    let reported = match g.report {
+        Some(0) => "ok".to_string(),
+        Some(e) if e == EINVAL => "-EINVAL".to_string(),
+        Some(e) => format!("{e}"),
+        None => "-".to_string(),
+    };
+    let grouped = match g.grouped {
+        Some(1) => "1 page".to_string(),
+        Some(n) => format!("{n} pages"),
+        None => "no handler".to_string(),
+    };
+    let handled = if g.refused {
+        "refused".to_string()
+    } else {
+        g.handled.map_or("-".to_string(), |c| c.word().to_string())
+    };
+    let answered = match g.answers.as_slice() {
+        [code] => code.word().to_string(),
+        [] => "NONE".to_string(),
+        many => format!("{} answers", many.len()),
+    };
+    let _ = step;
+    [reported, grouped, handled, answered]
+}
+
+/// The readable table.
+pub fn render(script: &[Step], t: &Transcript) -> (String, usize) {
+    let mut out = String::new();
+    let mut mismatches = 0;
+    let _ = writeln!(
+        out,
+        "  {:<3} {:<22} {:<9} {:<11} {:<9} {:<9} {:>10}",
+        "#", "injected", "reported", "grouped", "handled", "answered", "took"
+    );
+    for (n, step) in script.iter().enumerate() {
+        let groups = t.steps.get(n).map(Vec::as_slice).unwrap_or_default();
+        let problems = check(step, groups);
+        let verdict = if problems.is_empty() {
+            "ok"
+        } else {
+            "MISMATCH"
+        };
+        if !problems.is_empty() {
+            mismatches += 1;
+        }
+        let _ = writeln!(out, "\n      {}", step.what);
+        if groups.len() <= 4 {
+            for g in groups {
+                let [rep, grp, hnd, ans] = describe(step, g);
+                let took = g.answered_ns.map_or("-".to_string(), micros);
+                let _ = writeln!(
+                    out,
+                    "  {:<3} {:<22} {rep:<9} {grp:<11} {hnd:<9} {ans:<9} {took:>10}   {verdict}",
+                    n + 1,
+                    step.command
+                );
+            }
+        } else {
+            let mut lat: Vec<i64> = groups.iter().filter_map(|g| g.answered_ns).collect();
+            lat.sort_unstable();
+            let answered = groups.iter().filter(|g| g.answers.len() == 1).count();
+            let codes: BTreeMap<&str, usize> =
+                groups
+                    .iter()
+                    .flat_map(|g| g.answers.iter())
+                    .fold(BTreeMap::new(), |mut m, c| {
+                        *m.entry(c.word()).or_default() += 1;
+                        m
+                    });
+            let codes: Vec<String> = codes.iter().map(|(c, k)| format!("{k} {c}")).collect();
+            let _ = writeln!(
+                out,
+                "  {:<3} {:<22} {} groups, {answered} answered once: {}   {verdict}",
+                n + 1,
+                step.command,
+                groups.len(),
+                codes.join(", ")
+            );
+            if let (Some(min), Some(max)) = (lat.first(), lat.last()) {
+                let _ = writeln!(
+                    out,
+                    "      took: min {}, median {}, max {}",
+                    micros(*min),
+                    micros(lat[lat.len() / 2]),
+                    micros(*max)
+                );
+            }
+        }
+        for p in problems {
+            let _ = writeln!(out, "      MISMATCH: {p}");
+        }
+    }
+    if !t.stats.is_empty() {
+        let _ = writeln!(out, "\n  Counters (/sys/kernel/debug/rust_iopf/stats):");
+        for (k, v) in &t.stats {
+            let _ = writeln!(out, "    {k:<20} {v}");
+        }
+    }
+    (out, mismatches)
+}
+
+/// Suites the sample adds to `cargo xtask test` on `arch` (the sample needs
+/// IOMMUFD_TEST, which only x86_64.config enables).
+pub fn expected_suites(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::X86_64 => &["rust_iopf_sample"],
+        Arch::Arm64 => &[],
+    }
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    let start = Instant::now();
+    let ws = Workspace::discover()?;
+    let arch = args.target.arch;
+    if arch != Arch::X86_64 {
+        bail!("the demo runs on x86_64 (the sample needs IOMMUFD_TEST, in x86_64.config)");
+    }
+    toolchain::check_qemu(arch)?;
+    selftest::check_busybox()?;
+    let jobs = args.target.jobs.unwrap_or_else(toolchain::default_jobs);
+    let built = kernel::build_with_jobs(&ws, arch, Variant::Rust, jobs)?;
+
+    let out = ws.cache.join("demo").join(arch.kbuild_name());
+    fs::create_dir_all(&out)?;
+    let gen_init_cpio = ws.build_dir(arch, Variant::Rust).join("usr/gen_init_cpio");
+    let initrd = selftest::pack_initramfs(&gen_init_cpio, &out, &init_script(SCRIPT), &[])?;
+
+    eprintln!("==> booting the Rust IOPF kernel with the sample under QEMU");
+    let console = qemu::boot(&Boot {
+        arch,
+        image: &built.image,
+        initrd: Some(&initrd),
+        cmdline: CMDLINE,
+        timeout: Duration::from_secs(args.timeout),
+        log: ws
+            .logs()?
+            .join(format!("{}-rust.demo.log", arch.kbuild_name())),
+    })?;
+    let transcript = parse(&console.text);
+
+    println!(
+        "\nThe Rust IOPF core at work ({} kernel, QEMU). The sample's mock IOMMU driver\n\
+         (samples/rust/rust_iopf) reports page requests from two endpoints: ep0 has\n\
+         the consumer's domain attached, ep1 none. \"took\" runs from the report of a\n\
+         group's last request to the page response sent back to the device.\n",
+        arch.kbuild_name()
+    );
+    let (table, mismatches) = render(SCRIPT, &transcript);
+    print!("{table}");
+
+    let mut problems = transcript.problems.clone();
+    if console.timed_out {
+        problems.push(format!("timed out after {}s", args.timeout));
+    } else if !transcript.done {
+        problems.push("the script did not finish".into());
+    }
+    for s in splat::find(&console.text) {
+        problems.push(format!(
+            "kernel report at console line {}: {}",
+            s.line, s.text
+        ));
+    }
+    for p in &problems {
+        println!("  PROBLEM: {p}");
+    }
+    println!(
+        "\n  {} of {} steps as expected; console log: {}   ({:.0}s in all)",
+        SCRIPT.len() - mismatches,
+        SCRIPT.len(),
+        console.log.display(),
+        start.elapsed().as_secs_f64()
+    );
+    if mismatches > 0 || !problems.is_empty() {
+        bail!("the demo run failed");
+    }
+    Ok(())
+}
+
+/// The driver-author guide, whose examples are all `literalinclude`s of the
+/// sample's sources (built and run by `test` and `run`).
+pub const GUIDE: &str = "Documentation/iommu/iopf-driver-guide.rst";
+
+/// Checks that every example of the guide is included from a file that
+/// exists, between markers that exist, and that it has no inline code block
+/// (which nothing would build).
+pub fn check_guide(repo: &std::path::Path) -> Result<()> {
+    let guide_path = repo.join(GUIDE);
+    let guide = fs::read_to_string(&guide_path)?;
+    let dir = guide_path.parent().unwrap_or(repo);
+    let mut problems = Vec::new();
+    let mut lines = guide.lines().peekable();
+    while let Some(line) = lines.next() {
+        let t = line.trim();
+        if t.starts_with(".. code-block::") || t.starts_with(".. code::") {
+            problems.push(format!("inline code block: {t}"));
+        }
+        let Some(file) = t.strip_prefix(".. literalinclude::") else {
+            continue;
+        };
+        // The overlay puts samples/ and Documentation/ at the same place in the kernel tree.
+        let path = dir.join(file.trim());
+        let Ok(text) = fs::read_to_string(&path) else {
+            problems.push(format!("{}: missing", file.trim()));
+            continue;
+        };
+        while let Some(opt) = lines.peek().map(|l| l.trim()) {
+            if !opt.starts_with(':') {
+                break;
+            }
+            for key in [":start-after:", ":end-before:"] {
+                if let Some(marker) = opt.strip_prefix(key) {
+                    if !text.contains(marker.trim()) {
+                        problems.push(format!("{}: no marker `{}`", file.trim(), marker.trim()));
+                    }
+                }
+            }
+            lines.next();
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}: {}", GUIDE, problems.join("; "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_example_of_the_guide_is_included_from_the_sample() {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        check_guide(&repo).unwrap();
+        let guide = fs::read_to_string(repo.join(GUIDE)).unwrap();
+        assert!(guide.matches(".. literalinclude::").count() >= 6);
+    }
+
+    const CONSOLE: &str = "\
+[    1.0] random kernel line
+@@rust_iopf step 0
+@@rust_iopf event seq=1 t_ns=1000 event=grouped pages=1
+@@rust_iopf event seq=1 t_ns=2000 event=reported ep=0 grpid=1 pages=1 ret=0
+@@rust_iopf event seq=1 t_ns=9000 event=handled code=success
+[    1.1] rust_iopf: interleaved kernel line
+@@rust_iopf event seq=1 t_ns=12000 event=answered code=success
+@@rust_iopf step 1
+@@rust_iopf event seq=2 t_ns=3000 event=reported ep=1 grpid=2 pages=1 ret=-22
+@@rust_iopf event seq=2 t_ns=2500 event=answered code=invalid
+@@rust_iopf stat responses_success 1
+@@rust_iopf done
+";
+
+    fn steps() -> [Step; 2] {
+        [
+            Step {
+                what: "",
+                command: "page 0 0x1000 rw",
+                groups: 1,
+                pages: 1,
+                report: 0,
+                code: Code::Success,
+            },
+            Step {
+                what: "",
+                command: "page 1 0x1000 r",
+                groups: 1,
+                pages: 0,
+                report: EINVAL,
+                code: Code::Invalid,
+            },
+        ]
+    }
+
+    #[test]
+    fn transcript_follows_each_group() {
+        let t = parse(CONSOLE);
+        assert!(t.done);
+        assert!(t.problems.is_empty(), "{:?}", t.problems);
+        assert_eq!(t.steps.len(), 2);
+        let g = &t.steps[0][0];
+        assert_eq!(g.grouped, Some(1));
+        assert_eq!(g.handled, Some(Code::Success));
+        assert_eq!(g.answers, vec![Code::Success]);
+        assert_eq!(g.answered_ns, Some(12000));
+        assert_eq!(t.steps[1][0].report, Some(EINVAL));
+        assert_eq!(t.stats, vec![("responses_success".to_string(), 1)]);
+        for (step, groups) in steps().iter().zip(&t.steps) {
+            assert!(check(step, groups).is_empty(), "{:?}", check(step, groups));
+        }
+    }
+
+    #[test]
+    fn wrong_missing_and_double_answers_are_mismatches() {
+        let mut t = parse(CONSOLE);
+        let step = &steps()[0];
+        t.steps[0][0].answers = vec![Code::Invalid];
+        assert!(check(step, &t.steps[0])[0].contains("answered INVALID, expected SUCCESS"));
+        t.steps[0][0].answers = vec![];
+        assert!(check(step, &t.steps[0])[0].contains("no answer"));
+        t.steps[0][0].answers = vec![Code::Success, Code::Success];
+        assert!(check(step, &t.steps[0])[0].contains("answered 2 times"));
+        assert!(check(step, &[])[0].contains("0 group(s) seen"));
+        let (_, mismatches) = render(&steps(), &t);
+        assert_eq!(mismatches, 1);
+    }
+
+    #[test]
+    fn init_script_runs_every_step_and_powers_off() {
+        let s = init_script(SCRIPT);
+        for step in SCRIPT {
+            assert!(s.contains(&format!("echo '{}' > $D/inject", step.command)));
+        }
+        assert_eq!(s.matches("@@rust_iopf step").count(), SCRIPT.len());
+        assert!(s.trim_end().ends_with("poweroff -f"));
+    }
+}

@@ -1,0 +1,265 @@
+//! Building one kernel configuration: overlay, config, make.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::{Arch, Variant};
+use crate::kconfig::Fragment;
+use crate::overlay;
+use crate::paths::Workspace;
+use crate::toolchain;
+
+/// A built kernel.
+#[derive(Clone)]
+pub struct Built {
+    pub arch: Arch,
+    pub variant: Variant,
+    pub image: PathBuf,
+    pub took: Duration,
+}
+
+/// What a kernel is for: the test kernels carry the debug checkers
+/// (`debug.config`); the benchmark kernels (`bench.config`) replace them with
+/// the `iopf_bench` suite and build in a directory of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    Test,
+    Bench,
+    /// KCSAN in place of KASAN (they exclude each other), for the stress case.
+    Kcsan,
+}
+
+impl Profile {
+    /// The fragment applied after the arch's, before the variant's.
+    fn fragment(self) -> &'static str {
+        match self {
+            Profile::Test => "debug",
+            Profile::Bench => "bench",
+            Profile::Kcsan => "kcsan",
+        }
+    }
+
+    /// Appended to `<arch>-<variant>` in the build directory's name.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Profile::Test => "",
+            Profile::Bench => "-bench",
+            Profile::Kcsan => "-kcsan",
+        }
+    }
+}
+
+/// Config fragments of a configuration, in the order they are applied.
+pub fn fragments(arch: Arch, variant: Variant, profile: Profile) -> Vec<String> {
+    [
+        "base",
+        arch.kbuild_name(),
+        profile.fragment(),
+        variant.name(),
+    ]
+    .iter()
+    .map(|f| format!("{f}.config"))
+    .collect()
+}
+
+/// Lays the repo over the work tree and builds `variant` for `arch`.
+pub fn build_with_jobs(ws: &Workspace, arch: Arch, variant: Variant, jobs: usize) -> Result<Built> {
+    build_profile(ws, arch, variant, Profile::Test, jobs)
+}
+
+/// [`build_with_jobs`] of a [`Profile`]; `Profile::Test` is the default build.
+pub fn build_profile(
+    ws: &Workspace,
+    arch: Arch,
+    variant: Variant,
+    profile: Profile,
+    jobs: usize,
+) -> Result<Built> {
+    let start = Instant::now();
+    toolchain::check_build()?;
+    let pristine = ws.pristine()?;
+    let work = ws.work_tree();
+    // One build at a time: the overlay and the build dirs are shared.
+    let _lock = lock(&ws.cache.join("build.lock"))?;
+    let plan = overlay::plan(&ws.repo, &pristine)?;
+    let applied = overlay::apply(&pristine, &work, &plan)?;
+    if !applied.written.is_empty() || !applied.restored.is_empty() {
+        eprintln!(
+            "==> overlay: {} file(s) written, {} restored",
+            applied.written.len(),
+            applied.restored.len()
+        );
+    }
+
+    let out = ws.profile_build_dir(arch, variant, profile.suffix());
+    fs::create_dir_all(&out)?;
+    let name = format!(
+        "{}-{}{}",
+        arch.kbuild_name(),
+        variant.name(),
+        profile.suffix()
+    );
+
+    // The configuration: allnoconfig plus the merged fragments, checked.
+    let mut merged = Fragment::default();
+    for frag in fragments(arch, variant, profile) {
+        let path = ws.repo.join("configs").join(&frag);
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        merged.merge(&Fragment::parse(&text).with_context(|| path.display().to_string())?);
+    }
+    let allconfig = out.join("iopf.config");
+    fs::write(&allconfig, merged.render())?;
+    let mut cmd = toolchain::make(&work, &out, arch, jobs);
+    cmd.arg(format!("KCONFIG_ALLCONFIG={}", allconfig.display()))
+        .arg("allnoconfig");
+    run_logged(cmd, &out.join("config.log"), &format!("configuring {name}"))?;
+    let dot_config = Fragment::parse(&fs::read_to_string(out.join(".config"))?)?;
+    let wrong = merged.mismatches(&dot_config);
+    if !wrong.is_empty() {
+        bail!(
+            "Kconfig did not honour {name}'s fragments (unmet dependencies?):\n  {}",
+            wrong.join("\n  ")
+        );
+    }
+
+    let (target, image) = match arch {
+        Arch::X86_64 => ("bzImage", "arch/x86/boot/bzImage"),
+        Arch::Arm64 => ("Image", "arch/arm64/boot/Image"),
+    };
+    let mut cmd = toolchain::make(&work, &out, arch, jobs);
+    // Modules too: modpost fails on a modular caller of an unexported symbol.
+    cmd.args([target, "modules"]);
+    run_logged(cmd, &out.join("build.log"), &format!("building {name}"))?;
+    check_iopf_objects(&out, variant)?;
+    let took = start.elapsed();
+    eprintln!("==> built {name} in {:.0}s", took.as_secs_f64());
+    Ok(Built {
+        arch,
+        variant,
+        image: out.join(image),
+        took,
+    })
+}
+
+/// Takes an exclusive lock on `path`, waiting for other xtask processes:
+/// the work tree and build dirs are shared by every command.
+fn lock(path: &Path) -> Result<fs::File> {
+    let file = fs::File::create(path)?;
+    if file.try_lock().is_err() {
+        eprintln!("==> waiting for another xtask build ({})", path.display());
+        file.lock()?;
+    }
+    Ok(file)
+}
+
+/// The C API of the IOPF framework: the ten functions of io-pgfault.c and
+/// `iopf_queue_work()`, which this project gives back to consumers.
+pub const IOPF_API: &[&str] = &[
+    "iommu_report_device_fault",
+    "iopf_group_response",
+    "iopf_group_dequeue",
+    "iopf_free_group",
+    "iopf_queue_alloc",
+    "iopf_queue_free",
+    "iopf_queue_add_device",
+    "iopf_queue_remove_device",
+    "iopf_queue_flush_dev",
+    "iopf_queue_discard_partial",
+    "iopf_queue_work",
+];
+
+/// Checks that the kernel links the IOPF implementation its variant names:
+/// for `rust`, no io-pgfault.o, every API function defined by the Rust
+/// object and exported; for `c`, io-pgfault.o.
+fn check_iopf_objects(out: &Path, variant: Variant) -> Result<()> {
+    let c_object = out.join("drivers/iommu/io-pgfault.o");
+    let system_map = fs::read_to_string(out.join("System.map")).context("reading System.map")?;
+    for sym in IOPF_API {
+        if !system_map.contains(&format!(" __ksymtab_{sym}\n")) {
+            bail!("{sym} is not exported (no __ksymtab_{sym} in System.map)");
+        }
+    }
+    match variant {
+        Variant::C => {
+            if !c_object.exists() {
+                bail!("variant c was built without drivers/iommu/io-pgfault.o");
+            }
+        }
+        Variant::Rust => {
+            if c_object.exists() {
+                bail!("variant rust still has {}", c_object.display());
+            }
+            let rust_object = out.join("drivers/iommu/iopf/iopf.o");
+            let nm = std::process::Command::new(format!("{}/llvm-nm", toolchain::LLVM_BIN))
+                .args(["--defined-only", "--format=just-symbols"])
+                .arg(&rust_object)
+                .output()
+                .context("running llvm-nm")?;
+            let defined = String::from_utf8_lossy(&nm.stdout);
+            for sym in IOPF_API {
+                if !defined.lines().any(|l| l == *sym) {
+                    bail!("{sym} is not defined by {}", rust_object.display());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cmd`, streaming its output to `log` and its last line to a spinner.
+/// On failure, prints the log's errors (or its tail) and its path.
+pub fn run_logged(mut cmd: std::process::Command, log: &Path, what: &str) -> Result<()> {
+    let mut file = fs::File::create(log)?;
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template(
+        "{spinner} {elapsed:>4} {prefix}: {wide_msg}",
+    )?);
+    bar.set_prefix(what.to_string());
+    bar.enable_steady_tick(Duration::from_millis(250));
+
+    // One pipe for stdout and stderr keeps the log in order.
+    let (reader, writer) = std::io::pipe()?;
+    let mut child = cmd
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("{what}: starting make"))?;
+    drop(cmd);
+    for line in BufReader::new(reader).lines() {
+        let line = line?;
+        writeln!(file, "{line}")?;
+        bar.set_message(line);
+    }
+    let status = child.wait()?;
+    bar.finish_and_clear();
+    if status.success() {
+        return Ok(());
+    }
+    let text = fs::read_to_string(log)?;
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("error") || l.contains("Error"))
+        .take(40)
+        .collect();
+    let shown = if errors.is_empty() {
+        text.lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()
+    } else {
+        errors
+    };
+    eprintln!("{}", shown.join("\n"));
+    bail!("{what} failed; full log: {}", log.display())
+}

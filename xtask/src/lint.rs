@@ -1,0 +1,99 @@
+//! `lint`: rustfmt and clippy over the project's kernel Rust.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{LintArgs, Variant};
+use crate::kernel;
+use crate::paths::Workspace;
+use crate::toolchain;
+
+/// The kernel's rustfmt (Debian's rustfmt-web, matching rustc 1.85).
+const RUSTFMT: &str = "/usr/bin/rustfmt";
+
+/// The kernel's clippy (Debian's rust-web-clippy, matching rustc 1.85); the
+/// `clippy-driver` first on PATH may be rustup's, built for another rustc.
+const CLIPPY_DRIVER: &str = "/usr/bin/clippy-driver";
+
+/// Repo directories whose `.rs` files are kernel code.
+const KERNEL_RUST: &[&str] = &["rust", "drivers", "samples"];
+
+/// Kernel objects built from this repo's Rust, checked with clippy.
+const CLIPPY_OBJECTS: &[&str] = &[
+    "drivers/iommu/iopf/iopf.o",
+    "drivers/iommu/iommu_sva_iopf.o",
+    "samples/rust/rust_iopf/rust_iopf_main.o",
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            rust_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Checks the project's kernel Rust with the kernel's rustfmt settings.
+pub fn rustfmt(ws: &Workspace) -> Result<()> {
+    let mut files = Vec::new();
+    for dir in KERNEL_RUST {
+        rust_files(&ws.repo.join(dir), &mut files)?;
+    }
+    files.sort();
+    let config = ws.pristine()?.join(".rustfmt.toml");
+    let out = Command::new(RUSTFMT)
+        .args(["--check", "--edition", "2021", "--config-path"])
+        .arg(&config)
+        .args(&files)
+        .output()
+        .with_context(|| format!("running {RUSTFMT} (cargo xtask setup installs it)"))?;
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+        bail!(
+            "rustfmt: {} file(s) checked, some need formatting",
+            files.len()
+        );
+    }
+    eprintln!("==> rustfmt: {} file(s) already formatted", files.len());
+    Ok(())
+}
+
+pub fn run(args: &LintArgs) -> Result<()> {
+    let ws = Workspace::discover()?;
+    rustfmt(&ws)?;
+    let arch = args.target.arch;
+    let jobs = args.target.jobs.unwrap_or_else(toolchain::default_jobs);
+    kernel::build_with_jobs(&ws, arch, Variant::Rust, jobs)?;
+    let out = ws.build_dir(arch, Variant::Rust);
+    let log = out.join("clippy.log");
+    let mut cmd = toolchain::make(&ws.work_tree(), &out, arch, jobs);
+    cmd.arg("CLIPPY=1")
+        .arg(format!("CLIPPY_DRIVER={CLIPPY_DRIVER}"))
+        .args(CLIPPY_OBJECTS);
+    kernel::run_logged(cmd, &log, "clippy")?;
+    let text = fs::read_to_string(&log)?;
+    let findings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("warning") || l.starts_with("error"))
+        .collect();
+    if !findings.is_empty() {
+        eprintln!("{text}");
+        bail!(
+            "clippy: {} finding(s); log at {}",
+            findings.len(),
+            log.display()
+        );
+    }
+    eprintln!("==> clippy: clean ({})", CLIPPY_OBJECTS.join(", "));
+    Ok(())
+}

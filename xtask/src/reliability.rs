@@ -1,0 +1,455 @@
+//! The reliability part of `cargo xtask test`: a kmemleak scan after the
+//! KUnit suites, the KCSAN kernels that run the stress case, and the one
+//! summary line of the `iopf_reliability` suite.
+//!
+//! Each case of the suite prints
+//! `# iopf_reliability: case=NAME scenarios=N faults=N injected=N lost=N duplicated=N ...`;
+//! the summary sums them over every kernel booted, with the sanitizer
+//! reports found on their consoles.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{Arch, Variant};
+use crate::kernel::{self, Built, Profile};
+use crate::ktap::{self, Outcome};
+use crate::paths::Workspace;
+use crate::qemu::{self, Boot, Console};
+use crate::splat;
+
+/// The KUnit suite, and the prefix of its cases' figures.
+pub const SUITE: &str = "iopf_reliability";
+const MARK: &str = "# iopf_reliability:";
+
+/// The cases the KCSAN kernels run (a KUnit glob): the stress and the
+/// flood of 1,000,000 partial requests. Without KASAN and kmemleak, the
+/// flood's peak memory is the IOPF code's own, and it runs in minutes.
+const KCSAN_CASES: &str = "iopf_rel_[ps]*";
+const KCSAN_EXPECTED: &[&str] = &["iopf_rel_partial_flood", "iopf_rel_stress"];
+
+/// The flood of the debug kernels: 100,000 partial requests. Every request
+/// costs tens of microseconds there under TCG (KASAN and kmemleak track
+/// each allocation and free), so the full flood runs on the KCSAN kernels.
+const DEBUG_FLOOD: &str = "iopf_kunit.flood=100000";
+
+/// Boot arguments of a test boot with the leak scan: no power-off after
+/// KUnit, so that the initramfs' `/init` scans.
+const LEAK_SCAN_CMDLINE: &str = "kunit_shutdown=none";
+
+/// Extra boot arguments of the test kernels, for local runs (e.g.
+/// `iopf_kunit.flood=100000` for a shorter flood).
+pub const CMDLINE_ENV: &str = "IOPF_TEST_CMDLINE";
+
+/// The boot arguments of a test (debug) kernel's boot: the shorter flood,
+/// the leak scan's if `leak_scan`, and those of [`CMDLINE_ENV`].
+pub fn cmdline(leak_scan: bool) -> String {
+    let extra = std::env::var(CMDLINE_ENV).unwrap_or_default();
+    let scan = if leak_scan { LEAK_SCAN_CMDLINE } else { "" };
+    format!("{DEBUG_FLOOD} {scan} {extra}").trim().to_string()
+}
+
+/// Marks `/init`'s own lines.
+const LEAK_MARK: &str = "# iopf-kmemleak:";
+
+/// `/init` of the leak-scan initramfs: mounts debugfs, waits until the
+/// tests' objects are old enough to be reported (5 s), scans twice (a
+/// first scan only records checksums: an object is reported once it stays
+/// unreferenced and unchanged across scans), prints the report and powers
+/// off.
+const LEAK_INIT: &str = r##"#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t debugfs debugfs /sys/kernel/debug
+leaks=/sys/kernel/debug/kmemleak
+if [ -e $leaks ]; then
+	echo "# iopf-kmemleak: scanning"
+	/bin/busybox sleep 6
+	echo scan > $leaks
+	echo scan > $leaks
+	/bin/busybox cat $leaks
+	echo "# iopf-kmemleak: done"
+else
+	echo "# iopf-kmemleak: unavailable"
+fi
+/bin/busybox poweroff -f
+"##;
+
+/// The figures of the reliability suite.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Figures {
+    /// Cases that printed their figures.
+    pub cases: u64,
+    pub scenarios: u64,
+    pub faults: u64,
+    pub injected: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    /// Sanitizer and checker reports (KASAN, UBSAN, KCSAN, lockdep,
+    /// kmemleak, debugobjects, WARNING...) that count against the run.
+    pub sanitizer_reports: u64,
+}
+
+impl Figures {
+    /// Sums the figures lines of a console log.
+    pub fn parse(console: &str) -> Self {
+        let mut out = Self::default();
+        for line in console.lines() {
+            let Some((_, rest)) = line.split_once(MARK) else {
+                continue;
+            };
+            out.cases += 1;
+            for (key, value) in rest.split_whitespace().filter_map(|kv| kv.split_once('=')) {
+                let Ok(n) = value.parse::<u64>() else {
+                    continue;
+                };
+                match key {
+                    "scenarios" => out.scenarios += n,
+                    "faults" => out.faults += n,
+                    "injected" => out.injected += n,
+                    "lost" => out.lost += n,
+                    "duplicated" => out.duplicated += n,
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
+    pub fn add(self, o: Self) -> Self {
+        Self {
+            cases: self.cases + o.cases,
+            scenarios: self.scenarios + o.scenarios,
+            faults: self.faults + o.faults,
+            injected: self.injected + o.injected,
+            lost: self.lost + o.lost,
+            duplicated: self.duplicated + o.duplicated,
+            sanitizer_reports: self.sanitizer_reports + o.sanitizer_reports,
+        }
+    }
+
+    /// Zero lost, zero duplicated, zero reports.
+    pub fn clean(&self) -> bool {
+        self.lost == 0 && self.duplicated == 0 && self.sanitizer_reports == 0
+    }
+
+    /// The summary line, naming the kernels it covers.
+    pub fn line(&self, kernels: &[String]) -> String {
+        format!(
+            "reliability ({}): {} scenarios in {} cases, {} faults reported, {} allocation failures injected, \
+             {} responses lost, {} duplicated responses, {} sanitizer reports",
+            kernels.join(" "),
+            self.scenarios,
+            self.cases,
+            self.faults,
+            self.injected,
+            self.lost,
+            self.duplicated,
+            self.sanitizer_reports
+        )
+    }
+}
+
+/// The figures of a debug kernel's boot: every report on its console counts.
+pub fn debug_figures(console: &str) -> Figures {
+    Figures {
+        sanitizer_reports: splat::find(console).len() as u64,
+        ..Figures::parse(console)
+    }
+}
+
+/// Builds the leak-scan initramfs for `built` (busybox and `/init`), or
+/// `None` where the host's busybox cannot run in the guest.
+pub fn leak_scan_initrd(ws: &Workspace, built: &Built) -> Result<Option<PathBuf>> {
+    if built.arch != Arch::X86_64 {
+        eprintln!("==> kmemleak scan: x86_64 only (the host's busybox)");
+        return Ok(None);
+    }
+    if !Path::new("/bin/busybox").exists() {
+        bail!("missing /bin/busybox: run `cargo xtask setup` (busybox-static)");
+    }
+    let gen_init_cpio = ws
+        .build_dir(built.arch, built.variant)
+        .join("usr/gen_init_cpio");
+    let out = ws.cache.join("reliability").join(built.arch.kbuild_name());
+    fs::create_dir_all(&out)?;
+    let init = out.join("init");
+    fs::write(&init, LEAK_INIT)?;
+    let list = out.join("initramfs.list");
+    fs::write(&list, cpio_list(&init))?;
+    let cpio = out.join("initramfs.cpio");
+    let status = Command::new(&gen_init_cpio)
+        .arg("-o")
+        .arg(&cpio)
+        .arg(&list)
+        .status()
+        .with_context(|| format!("running {}", gen_init_cpio.display()))?;
+    if !status.success() {
+        bail!("{} failed on {}", gen_init_cpio.display(), list.display());
+    }
+    Ok(Some(cpio))
+}
+
+/// A `gen_init_cpio` list: busybox, called by its full path, and `/init`.
+fn cpio_list(init: &Path) -> String {
+    let mut list = String::new();
+    for dir in ["/bin", "/dev", "/proc", "/sys"] {
+        let _ = writeln!(list, "dir {dir} 0755 0 0");
+    }
+    list.push_str("nod /dev/console 0600 0 0 c 5 1\n");
+    list.push_str("file /bin/busybox /bin/busybox 0755 0 0\n");
+    let _ = writeln!(list, "file /init {} 0755 0 0", init.display());
+    list
+}
+
+/// Problems of a boot with the leak scan: the scan must have run to its end
+/// (leaks themselves are reports, found by [`splat::find`]).
+pub fn leak_scan_problems(console: &str) -> Vec<String> {
+    let marks: Vec<&str> = console
+        .lines()
+        .filter_map(|l| l.split_once(LEAK_MARK).map(|(_, m)| m.trim()))
+        .collect();
+    if marks.contains(&"done") || marks.contains(&"unavailable") {
+        Vec::new()
+    } else if marks.contains(&"scanning") {
+        vec!["the kmemleak scan did not finish".into()]
+    } else {
+        vec!["the kmemleak scan did not run (no /init after KUnit?)".into()]
+    }
+}
+
+/// One KCSAN kernel's boot, judged.
+pub struct KcsanRun {
+    pub variant: Variant,
+    pub console: Console,
+    pub figures: Figures,
+    /// Reasons the run fails: the case did not pass, a report mentions the
+    /// IOPF code, a timeout.
+    pub problems: Vec<String>,
+    /// Reports that do not mention the IOPF code (the rest of the kernel).
+    pub unrelated: Vec<String>,
+}
+
+/// Builds the KCSAN kernel of each variant and boots it with the stress case
+/// only.
+pub fn kcsan(
+    ws: &Workspace,
+    arch: Arch,
+    variants: &[Variant],
+    jobs: usize,
+    timeout: u64,
+) -> Result<Vec<KcsanRun>> {
+    let mut built = Vec::new();
+    for &variant in variants {
+        built.push(kernel::build_profile(
+            ws,
+            arch,
+            variant,
+            Profile::Kcsan,
+            jobs,
+        )?);
+    }
+    let extra = std::env::var(CMDLINE_ENV).unwrap_or_default();
+    let cmdline = format!("kunit.filter_glob={SUITE}.{KCSAN_CASES} {extra}");
+    let mut runs = Vec::new();
+    for b in built {
+        let name = format!("{}-{}-kcsan", arch.kbuild_name(), b.variant.name());
+        eprintln!("==> booting {name} under QEMU ({SUITE}.{KCSAN_CASES} only)");
+        let console = qemu::boot(&Boot {
+            arch,
+            image: &b.image,
+            initrd: None,
+            cmdline: &cmdline,
+            timeout: Duration::from_secs(timeout),
+            log: ws.logs()?.join(format!("{name}.console.log")),
+        })?;
+        runs.push(judge_kcsan(b.variant, console, timeout));
+    }
+    Ok(runs)
+}
+
+fn judge_kcsan(variant: Variant, console: Console, timeout: u64) -> KcsanRun {
+    let mut problems = Vec::new();
+    let mut unrelated = Vec::new();
+    if console.timed_out {
+        problems.push(format!("timed out after {timeout}s"));
+    }
+    let report = ktap::parse(&console.text);
+    for case in KCSAN_EXPECTED {
+        let outcome = report
+            .suite(SUITE)
+            .and_then(|s| s.cases.iter().find(|c| c.name == *case))
+            .map(|c| c.outcome);
+        if outcome != Some(Outcome::Pass) {
+            problems.push(format!("{SUITE}.{case}: {outcome:?}, not passed"));
+        }
+    }
+    let mut figures = Figures::parse(&console.text);
+    for s in splat::find(&console.text) {
+        let what = format!("console line {}: {}", s.line, s.text);
+        if splat::mentions_iopf(&console.text, &s) {
+            figures.sanitizer_reports += 1;
+            problems.push(format!("report in the IOPF code at {what}"));
+        } else {
+            unrelated.push(what);
+        }
+    }
+    KcsanRun {
+        variant,
+        console,
+        figures,
+        problems,
+        unrelated,
+    }
+}
+
+/// Prints the KCSAN runs' problems and unrelated reports; fails on a problem.
+pub fn check_kcsan(runs: &[KcsanRun]) -> Result<()> {
+    let mut failed = false;
+    for r in runs {
+        for u in &r.unrelated {
+            println!(
+                "  note [{}-kcsan]: report outside the IOPF code, not counted: {u}",
+                r.variant.name()
+            );
+        }
+        for p in &r.problems {
+            println!("  PROBLEM [{}-kcsan]: {p}", r.variant.name());
+            failed = true;
+        }
+        if !r.problems.is_empty() {
+            eprintln!(
+                "{}-kcsan: console log kept at {}",
+                r.variant.name(),
+                r.console.log.display()
+            );
+        }
+    }
+    if failed {
+        bail!("the KCSAN run failed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONSOLE: &str = "\
+[   10.1]     # iopf_reliability: case=iopf_rel_bad_fault_type scenarios=6 faults=14 injected=0 lost=0 duplicated=0
+[   10.2]     ok 1 iopf_rel_bad_fault_type
+[   11.0]     # iopf_reliability: case=iopf_rel_fail_nth_report scenarios=9 faults=63 injected=8 lost=0 duplicated=0 partial_enomem=3 groups_aborted=4
+[   30.0]     # iopf_reliability: case=iopf_rel_partial_flood scenarios=1 faults=1000001 injected=0 lost=1 duplicated=2 flood=1000000 peak_slab_kb=1234
+";
+
+    #[test]
+    fn figures_sum_every_case_and_ignore_extra_keys() {
+        let f = Figures::parse(CONSOLE);
+        assert_eq!(
+            f,
+            Figures {
+                cases: 3,
+                scenarios: 16,
+                faults: 1_000_078,
+                injected: 8,
+                lost: 1,
+                duplicated: 2,
+                sanitizer_reports: 0,
+            }
+        );
+        assert!(!f.clean());
+    }
+
+    #[test]
+    fn debug_figures_count_every_report() {
+        let log = format!("{CONSOLE}[ 40.0] BUG: KASAN: slab-use-after-free in foo\n");
+        assert_eq!(debug_figures(&log).sanitizer_reports, 1);
+        assert_eq!(debug_figures(CONSOLE).sanitizer_reports, 0);
+    }
+
+    #[test]
+    fn the_summary_line_names_every_figure() {
+        let f = Figures {
+            cases: 2,
+            scenarios: 5,
+            faults: 7,
+            injected: 3,
+            ..Default::default()
+        };
+        assert!(f.clean());
+        assert_eq!(
+            f.line(&["c".into(), "rust".into()]),
+            "reliability (c rust): 5 scenarios in 2 cases, 7 faults reported, 3 allocation failures injected, \
+             0 responses lost, 0 duplicated responses, 0 sanitizer reports"
+        );
+        assert_eq!(f.add(f).faults, 14);
+    }
+
+    #[test]
+    fn debug_kernels_flood_less_and_may_scan() {
+        assert!(cmdline(true).starts_with("iopf_kunit.flood=100000 kunit_shutdown=none"));
+        assert!(!cmdline(false).contains("kunit_shutdown"));
+    }
+
+    #[test]
+    fn the_leak_scan_must_finish() {
+        assert!(
+            leak_scan_problems("# iopf-kmemleak: scanning\n# iopf-kmemleak: done\n").is_empty()
+        );
+        assert!(leak_scan_problems("[ 1.0] # iopf-kmemleak: unavailable\n").is_empty());
+        assert_eq!(
+            leak_scan_problems("# iopf-kmemleak: scanning\n"),
+            vec!["the kmemleak scan did not finish"]
+        );
+        assert_eq!(leak_scan_problems("").len(), 1);
+    }
+
+    #[test]
+    fn the_initramfs_has_busybox_and_init() {
+        let list = cpio_list(Path::new("/x/init"));
+        assert!(list.contains("file /init /x/init 0755 0 0\n"));
+        assert!(list.contains("file /bin/busybox /bin/busybox"));
+        assert!(list.contains("dir /sys 0755 0 0\n"));
+        assert!(LEAK_INIT.contains("echo scan > $leaks\n\techo scan > $leaks"));
+    }
+
+    fn console(text: &str) -> Console {
+        Console {
+            text: text.into(),
+            timed_out: false,
+            took: Duration::ZERO,
+            log: PathBuf::from("/dev/null"),
+        }
+    }
+
+    const KTAP_PASS: &str = "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: iopf_reliability\n    1..2\n    ok 1 iopf_rel_partial_flood\n    ok 2 iopf_rel_stress\nok 1 iopf_reliability\n";
+
+    #[test]
+    fn kcsan_fails_on_iopf_reports_only() {
+        let clean = judge_kcsan(Variant::Rust, console(KTAP_PASS), 60);
+        assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+
+        let other =
+            format!("{KTAP_PASS}[ 9.0] BUG: KCSAN: data-race in tick_sched_do_timer / tick_nohz\n");
+        let run = judge_kcsan(Variant::Rust, console(&other), 60);
+        assert!(run.problems.is_empty());
+        assert_eq!(run.unrelated.len(), 1);
+        assert_eq!(run.figures.sanitizer_reports, 0);
+
+        let ours =
+            format!("{KTAP_PASS}[ 9.0] BUG: KCSAN: data-race in iopf_group_response / rel_work\n");
+        let run = judge_kcsan(Variant::C, console(&ours), 60);
+        assert_eq!(run.problems.len(), 1);
+        assert_eq!(run.figures.sanitizer_reports, 1);
+    }
+
+    #[test]
+    fn kcsan_fails_when_the_case_did_not_pass() {
+        let run = judge_kcsan(Variant::Rust, console("no tests\n"), 60);
+        assert_eq!(run.problems.len(), 2);
+    }
+}

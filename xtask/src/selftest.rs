@@ -1,0 +1,1201 @@
+//! `selftest`: the kernel's own iommufd selftests on every variant.
+//!
+//! `tools/testing/selftests/iommu` has two programs, `iommufd` and
+//! `iommufd_fail_nth`, that drive iommufd's mock IOMMU driver
+//! (CONFIG_IOMMUFD_TEST); its fault queue is fed by the IOPF framework. They
+//! are built statically with the host's gcc against the built kernel's UAPI
+//! headers, packed with busybox into an initramfs whose `/init` runs them,
+//! and booted on each variant; the two kselftest TAP streams are then
+//! compared test by test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::cli::{Arch, SelftestArgs, Variant};
+use crate::kernel::{self, Built};
+use crate::ktap::{self, Counts, Outcome, Suite};
+use crate::paths::Workspace;
+use crate::qemu::{self, Boot, Console};
+use crate::splat::{self, Splat};
+use crate::toolchain;
+
+/// The selftest programs, in the order `/init` runs them.
+pub const PROGRAMS: &[&str] = &["iommufd", "iommufd_fail_nth"];
+
+/// Where the programs' sources live in the kernel tree.
+const SOURCE_DIR: &str = "tools/testing/selftests/iommu";
+
+/// Boot arguments: KUnit off (`test` runs it) and no power-off after it, so
+/// that `/init` runs; 2 MiB huge pages for the MAP_HUGETLB variants, the
+/// largest of which maps 128 MiB; kmemleak off. kmemleak is scanned after
+/// the KUnit suites (`test`'s own boot); here nothing would read it, and its
+/// bookkeeping made the selftests 3-4 times slower under TCG (access_rw 33 s
+/// against 10 s, basic_fail_nth.device 38 s against 10 s), taking the two
+/// programs to 18 minutes per kernel. KASAN, lockdep, UBSAN and debugobjects
+/// stay on.
+const CMDLINE: &str = "kunit.enable=0 kunit_shutdown=none hugepages=128 kmemleak=off";
+
+/// Marks `/init`'s own lines: `# iopf-selftest: NAME exit=N took=S.Ss`.
+const MARK: &str = "# iopf-selftest:";
+
+/// Tests (`FIXTURE.TEST`, every variant) that fail on upstream 7.3.4
+/// whatever the IOPF core, and why. A failure of one shows as `xfail` and
+/// counts as skipped; a pass fails the run, so the list cannot go stale.
+const KNOWN_FAILURES: &[(&str, &str)] = &[
+    (
+        "iommufd_ioas.dmabuf_simple",
+        "selftest.c's IOMMU_TEST_OP_DMABUF_GET returns 0, not the dma-buf fd",
+    ),
+    (
+        "iommufd_ioas.dmabuf_revoke",
+        "selftest.c's IOMMU_TEST_OP_DMABUF_GET returns 0, not the dma-buf fd",
+    ),
+];
+
+/// Host tools the programs and the initramfs need, and their packages.
+const TOOLS: &[(&str, &str)] = &[
+    ("/usr/bin/gcc", "gcc"),
+    ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
+    ("/usr/lib/x86_64-linux-gnu/libcap.a", "libcap-dev"),
+    ("/usr/bin/rsync", "rsync"),
+    ("/bin/busybox", "busybox-static"),
+];
+
+/// Which tests each program runs: kselftest harness filter arguments
+/// (`-f FIXTURE`, `-v VARIANT`, `-t TEST`, `-r FIXTURE.VARIANT.TEST`, and
+/// their upper-case exclusions). A program without an entry runs all tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub args: BTreeMap<String, Vec<String>>,
+}
+
+/// One program's run, from `/init`'s mark line.
+#[derive(Clone, Debug, PartialEq)]
+struct Timing {
+    program: String,
+    exit: i32,
+    seconds: f64,
+}
+
+/// One variant's boot, judged.
+struct VariantRun {
+    variant: Variant,
+    console: Console,
+    /// Each program's TAP stream, by program name.
+    suites: BTreeMap<String, Suite>,
+    timings: Vec<Timing>,
+    splats: Vec<Splat>,
+    problems: Vec<String>,
+}
+
+/// `cargo xtask selftest`.
+pub fn command(args: &SelftestArgs) -> Result<()> {
+    let ws = Workspace::discover()?;
+    let jobs = args.target.jobs.unwrap_or_else(toolchain::default_jobs);
+    let timeout = Duration::from_secs(args.timeout);
+    let arch = args.target.arch;
+    check_tools(arch)?;
+    let mut built = Vec::new();
+    for variant in args.variants() {
+        built.push(kernel::build_with_jobs(&ws, arch, variant, jobs)?);
+    }
+    let verdict = run_on(&ws, &built, &Selection::default(), timeout)?;
+    let c = verdict.counts_line();
+    println!(
+        "{} passed, {} failed, {} skipped",
+        c.passed, c.failed, c.skipped
+    );
+    verdict.check()
+}
+
+/// The selftests' verdict over every variant.
+pub struct Verdict {
+    /// Test results over every variant.
+    pub counts: Counts,
+    /// Console logs of the variants whose run broke.
+    pub kept_logs: Vec<(Variant, PathBuf)>,
+}
+
+impl Verdict {
+    /// Counts for the summary line: a broken run without a failed test
+    /// counts as one failure, so the line never reads all-green.
+    pub fn counts_line(&self) -> Counts {
+        let broken = !self.kept_logs.is_empty();
+        Counts {
+            failed: self.counts.failed + usize::from(broken && self.counts.failed == 0),
+            ..self.counts
+        }
+    }
+
+    /// Fails, naming the kept console logs, if any variant's run broke.
+    pub fn check(&self) -> Result<()> {
+        if self.kept_logs.is_empty() {
+            return Ok(());
+        }
+        for (variant, log) in &self.kept_logs {
+            eprintln!("{}: console log kept at {}", variant.name(), log.display());
+        }
+        bail!("iommufd selftests failed");
+    }
+}
+
+/// Runs the iommufd selftests chosen by `selection` on each of the `built`
+/// kernels and prints the comparison table and timings. The run breaks on a
+/// test that passes on `c` but not on `rust` (any failure when `c` is alone
+/// or absent), a kernel report in either console, a timeout, or a program
+/// that did not finish; the caller prints the counts and judges.
+pub fn run_on(
+    ws: &Workspace,
+    built: &[Built],
+    selection: &Selection,
+    timeout: Duration,
+) -> Result<Verdict> {
+    let Some(first) = built.first() else {
+        bail!("no kernel to run the selftests on");
+    };
+    let arch = first.arch;
+    check_tools(arch)?;
+    let initrd = prepare(ws, first, selection)?;
+    let iopf = iopf_tests(&ws.work_tree().join(SOURCE_DIR))?;
+
+    let mut runs = Vec::new();
+    for b in built {
+        runs.push(boot_and_judge(ws, b, &initrd, timeout)?);
+    }
+    print!("{}", render(arch, &runs, &iopf));
+
+    let regressions = regressions(&runs);
+    let mut counts = Counts::default();
+    for suite in runs.iter().flat_map(|r| r.suites.values()) {
+        let c = ktap::Report {
+            suites: vec![suite.clone()],
+            problems: vec![],
+        }
+        .counts();
+        counts.passed += c.passed;
+        counts.failed += c.failed;
+        counts.skipped += c.skipped;
+    }
+    let kept_logs = runs
+        .iter()
+        .filter(|r| !r.problems.is_empty() || !regressions.is_empty())
+        .map(|r| (r.variant, r.console.log.clone()))
+        .collect();
+    Ok(Verdict { counts, kept_logs })
+}
+
+/// Fails with the package to install for the first missing host tool.
+fn check_tools(arch: Arch) -> Result<()> {
+    if arch != Arch::X86_64 {
+        bail!("the iommufd selftests run on x86_64 only (IOMMUFD_TEST is in x86_64.config)");
+    }
+    toolchain::check_qemu(arch)?;
+    for (path, package) in TOOLS {
+        if !Path::new(path).exists() {
+            bail!("missing {path}: run `cargo xtask setup` (or `apt-get install {package}`)");
+        }
+    }
+    check_busybox()
+}
+
+/// Fails unless `/bin/busybox` is the static busybox an initramfs needs.
+pub(crate) fn check_busybox() -> Result<()> {
+    let Ok(bytes) = fs::read("/bin/busybox") else {
+        bail!(
+            "missing /bin/busybox: run `cargo xtask setup` (or `apt-get install busybox-static`)"
+        );
+    };
+    if !is_static_elf(&bytes) {
+        bail!("/bin/busybox is not statically linked: `apt-get install busybox-static`");
+    }
+    Ok(())
+}
+
+/// Installs `built`'s UAPI headers, builds the programs against them and
+/// packs the initramfs. Holds the build lock: it reads the work tree and
+/// runs make in the build dir, which a concurrent build would change.
+fn prepare(ws: &Workspace, built: &Built, selection: &Selection) -> Result<PathBuf> {
+    let _lock = lock(&ws.cache.join("build.lock"))?;
+    let build = ws.build_dir(built.arch, built.variant);
+    let mut cmd = toolchain::make(
+        &ws.work_tree(),
+        &build,
+        built.arch,
+        toolchain::default_jobs(),
+    );
+    cmd.arg("headers_install");
+    kernel::run_logged(cmd, &build.join("headers.log"), "installing UAPI headers")?;
+
+    let out = ws.cache.join("selftest").join(built.arch.kbuild_name());
+    fs::create_dir_all(&out)?;
+    let source = ws.work_tree().join(SOURCE_DIR);
+    let mut programs = Vec::new();
+    for name in PROGRAMS {
+        let bin = compile(&source, &build.join("usr/include"), &out, name)?;
+        programs.push((name.to_string(), bin));
+    }
+    initramfs(&build.join("usr/gen_init_cpio"), &out, &programs, selection)
+}
+
+/// Takes the exclusive lock that serializes xtask's use of the work tree
+/// and build dirs (the same file `kernel::build_with_jobs` locks).
+fn lock(path: &Path) -> Result<fs::File> {
+    let file = fs::File::create(path)?;
+    if file.try_lock().is_err() {
+        eprintln!("==> waiting for another xtask build ({})", path.display());
+        file.lock()?;
+    }
+    Ok(file)
+}
+
+/// Per-test timeout of the kselftest harness, in seconds, for the guest.
+///
+/// The harness's own default, `TEST_TIMEOUT_DEFAULT` (30 s), is meant for
+/// hardware. Under TCG with KASAN and lockdep the slowest tests come close
+/// to it or pass it (`basic_fail_nth.map_two_domains` took 26 to 33 s on a
+/// 2-core host, `access_rw` and `fork_gone` 30 s and more with kmemleak on),
+/// and a timeout then reads as a failure that has nothing to do with IOPF.
+/// The boot's own timeout still catches a test that hangs.
+const HARNESS_TIMEOUT_S: u32 = 300;
+
+/// A header force-included (`-include`) before each program: it includes the
+/// harness first and redefines its default timeout, which the `TEST*()`
+/// macros expand where the tests are defined. The harness's include guard
+/// keeps the program's own `#include` from redefining it.
+fn harness_timeout_header() -> String {
+    format!(
+        "/* Written by cargo xtask (selftest.rs): see HARNESS_TIMEOUT_S. */\n\
+         #include \"kselftest_harness.h\"\n\
+         #undef TEST_TIMEOUT_DEFAULT\n\
+         #define TEST_TIMEOUT_DEFAULT {HARNESS_TIMEOUT_S}\n"
+    )
+}
+
+/// Builds `name` from `source/name.c` into `out`. Skipped when the binary
+/// exists and the compiler arguments and every file of the depfile gcc
+/// wrote last time (sources and headers) hash as they did then.
+fn compile(source: &Path, include: &Path, out: &Path, name: &str) -> Result<PathBuf> {
+    let bin = out.join(name);
+    let depfile = out.join(format!("{name}.d"));
+    let stamp = out.join(format!("{name}.stamp"));
+    let selftests = source.parent().context("selftest source has no parent")?;
+    // The override only works while the harness defines the macro it uses.
+    let harness = fs::read_to_string(selftests.join("kselftest_harness.h"))
+        .context("reading kselftest_harness.h")?;
+    if !harness.contains("#define TEST_TIMEOUT_DEFAULT") {
+        bail!("kselftest_harness.h no longer defines TEST_TIMEOUT_DEFAULT: update harness_timeout_header()");
+    }
+    let timeout_header = out.join("harness_timeout.h");
+    fs::write(&timeout_header, harness_timeout_header())?;
+    let args: Vec<String> = [
+        "-static",
+        "-D_GNU_SOURCE",
+        "-O2",
+        "-Wall",
+        "-Wno-unused-function",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        format!("-I{}", include.display()),
+        format!("-I{}", selftests.display()),
+        "-include".into(),
+        timeout_header.display().to_string(),
+        "-MD".into(),
+        "-MF".into(),
+        depfile.display().to_string(),
+        "-o".into(),
+        bin.display().to_string(),
+        source.join(format!("{name}.c")).display().to_string(),
+        "-lcap".into(),
+        "-lpthread".into(),
+    ])
+    .collect();
+
+    let previous = fs::read_to_string(&stamp).ok();
+    let current = fs::read_to_string(&depfile)
+        .ok()
+        .and_then(|deps| inputs_hash(&args, &parse_depfile(&deps)).ok());
+    if bin.exists() && previous.is_some() && previous == current {
+        return Ok(bin);
+    }
+    eprintln!("==> compiling selftest {name}");
+    let output = Command::new("gcc")
+        .args(&args)
+        .current_dir(source)
+        .output()
+        .context("running gcc")?;
+    if !output.status.success() {
+        eprint!("{}", String::from_utf8_lossy(&output.stderr));
+        bail!("compiling {name} failed");
+    }
+    let deps = parse_depfile(&fs::read_to_string(&depfile)?);
+    fs::write(&stamp, inputs_hash(&args, &deps)?)?;
+    if !is_static_elf(&fs::read(&bin)?) {
+        bail!("{} is not statically linked", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Hex SHA-256 of the compiler arguments and of each input's path and content.
+fn inputs_hash(args: &[String], inputs: &[PathBuf]) -> Result<String> {
+    let mut hash = Sha256::new();
+    for arg in args {
+        hash.update(arg.as_bytes());
+        hash.update([0]);
+    }
+    for input in inputs {
+        let content = fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+        hash.update(input.as_os_str().as_encoded_bytes());
+        hash.update([0]);
+        hash.update((content.len() as u64).to_le_bytes());
+        hash.update(&content);
+    }
+    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The prerequisites in a make rule file as gcc's `-MD` writes it:
+/// `target: dep dep \` with continuation lines, `\ ` for a space in a name
+/// and `$$` for a dollar sign. Each prerequisite is listed once.
+fn parse_depfile(text: &str) -> Vec<PathBuf> {
+    let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
+    let mut seen = BTreeSet::new();
+    let mut deps = Vec::new();
+    for line in joined.lines() {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.peek().is_some_and(|n| *n == ' ' || *n == '#') => {
+                    word.extend(chars.next());
+                }
+                '$' if chars.peek() == Some(&'$') => {
+                    chars.next();
+                    word.push('$');
+                }
+                c if c.is_whitespace() => {
+                    words.extend((!word.is_empty()).then(|| std::mem::take(&mut word)))
+                }
+                c => word.push(c),
+            }
+        }
+        words.extend((!word.is_empty()).then_some(word));
+        // Everything up to the word ending in the rule's colon is a target.
+        let Some(colon) = words.iter().position(|w| w.ends_with(':')) else {
+            continue;
+        };
+        for dep in &words[colon + 1..] {
+            if seen.insert(dep.clone()) {
+                deps.push(PathBuf::from(dep));
+            }
+        }
+    }
+    deps
+}
+
+/// Whether an ELF file has no program interpreter (PT_INTERP), i.e. runs
+/// without a dynamic loader.
+fn is_static_elf(bytes: &[u8]) -> bool {
+    const PT_INTERP: u64 = 3;
+    // A little-endian field of `len` bytes at `at`.
+    let field = |at: usize, len: usize| {
+        let b = bytes.get(at..at.checked_add(len)?)?;
+        Some(b.iter().rev().fold(0u64, |acc, &x| acc << 8 | u64::from(x)))
+    };
+    // 64-bit little-endian ELF only: what the host's gcc and busybox make.
+    if bytes.get(..6) != Some(b"\x7fELF\x02\x01") {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) =
+        (field(0x20, 8), field(0x36, 2), field(0x38, 2))
+    else {
+        return false;
+    };
+    (0..phnum).all(|i| {
+        let at = i
+            .checked_mul(phentsize)
+            .and_then(|offset| offset.checked_add(phoff))
+            .and_then(|at| usize::try_from(at).ok());
+        at.and_then(|at| field(at, 4))
+            .is_some_and(|kind| kind != PT_INTERP)
+    })
+}
+
+/// The `/init` script: mounts what the tests use, runs each program after a
+/// `# selftest: NAME` line (which names its TAP stream), reports its exit
+/// status and run time on a mark line, and powers off.
+fn init_script(selection: &Selection) -> String {
+    let mut script = String::from(
+        "#!/bin/sh\n\
+         # Written by `cargo xtask selftest`.\n\
+         export PATH=/bin:/sbin:/usr/bin:/usr/sbin\n\
+         mount -t proc proc /proc\n\
+         mount -t sysfs sysfs /sys\n\
+         mount -t devtmpfs devtmpfs /dev\n\
+         mount -t debugfs debugfs /sys/kernel/debug\n\
+         mount -t tmpfs tmpfs /tmp\n\
+         cd /tmp\n\
+         now() { cut -d' ' -f1 /proc/uptime; }\n\
+         run() {\n\
+         \x20   name=$1\n\
+         \x20   shift\n\
+         \x20   start=$(now)\n\
+         \x20   echo \"# selftest: $name\"\n\
+         \x20   \"/bin/$name\" \"$@\"\n\
+         \x20   rc=$?\n\
+         \x20   took=$(awk -v a=\"$start\" -v b=\"$(now)\" 'BEGIN { printf \"%.1f\", b - a }')\n",
+    );
+    let _ = writeln!(
+        script,
+        "    echo \"{MARK} $name exit=$rc took=${{took}}s\"\n}}"
+    );
+    let _ = writeln!(
+        script,
+        "echo \"{MARK} start, $(cat /proc/sys/vm/nr_hugepages) huge pages\""
+    );
+    for program in PROGRAMS {
+        let args = selection
+            .args
+            .get(*program)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let quoted: Vec<String> = args
+            .iter()
+            .map(|a| format!(" '{}'", a.replace('\'', "'\\''")))
+            .collect();
+        let _ = writeln!(script, "run {program}{}", quoted.concat());
+    }
+    let _ = writeln!(script, "echo \"{MARK} done\"\npoweroff -f");
+    script
+}
+
+/// A `gen_init_cpio` list: the base directories, busybox with a symlink per
+/// applet (paths as `busybox --list-full` prints them), `/init` and the
+/// programs in `/bin`.
+fn cpio_list(applets: &[String], init: &Path, programs: &[(String, PathBuf)]) -> String {
+    let mut dirs: BTreeSet<String> = ["/bin", "/dev", "/proc", "/sys", "/tmp"]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    for applet in applets {
+        let mut path = Path::new("/").join(applet);
+        while path.pop() && path != Path::new("/") {
+            dirs.insert(path.display().to_string());
+        }
+    }
+    let mut list = String::new();
+    for dir in &dirs {
+        let _ = writeln!(list, "dir {dir} 0755 0 0");
+    }
+    list.push_str("nod /dev/console 0600 0 0 c 5 1\n");
+    list.push_str("file /bin/busybox /bin/busybox 0755 0 0\n");
+    for applet in applets {
+        let path = format!("/{applet}");
+        if path != "/bin/busybox" && !applet.contains(char::is_whitespace) {
+            let _ = writeln!(list, "slink {path} /bin/busybox 0777 0 0");
+        }
+    }
+    let _ = writeln!(list, "file /init {} 0755 0 0", init.display());
+    for (name, bin) in programs {
+        let _ = writeln!(list, "file /bin/{name} {} 0755 0 0", bin.display());
+    }
+    list
+}
+
+/// Writes `/init` and packs the initramfs with the kernel's gen_init_cpio.
+fn initramfs(
+    gen_init_cpio: &Path,
+    out: &Path,
+    programs: &[(String, PathBuf)],
+    selection: &Selection,
+) -> Result<PathBuf> {
+    pack_initramfs(gen_init_cpio, out, &init_script(selection), programs)
+}
+
+/// Packs busybox, `init` as `/init` and `programs` into `out/initramfs.cpio`
+/// with the kernel's gen_init_cpio; also used by the demo (`cargo xtask run`).
+pub(crate) fn pack_initramfs(
+    gen_init_cpio: &Path,
+    out: &Path,
+    init: &str,
+    programs: &[(String, PathBuf)],
+) -> Result<PathBuf> {
+    let listed = Command::new("/bin/busybox")
+        .arg("--list-full")
+        .output()
+        .context("running busybox --list-full")?;
+    let applets: Vec<String> = String::from_utf8(listed.stdout)?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    let init_path = out.join("init");
+    fs::write(&init_path, init)?;
+    let init = init_path;
+    let list = out.join("initramfs.list");
+    fs::write(&list, cpio_list(&applets, &init, programs))?;
+    let cpio = out.join("initramfs.cpio");
+    let status = Command::new(gen_init_cpio)
+        .arg("-o")
+        .arg(&cpio)
+        .arg(&list)
+        .status()
+        .with_context(|| format!("running {}", gen_init_cpio.display()))?;
+    if !status.success() {
+        bail!("{} failed on {}", gen_init_cpio.display(), list.display());
+    }
+    Ok(cpio)
+}
+
+/// Turns the failures of [`KNOWN_FAILURES`] into skips (`XFAIL reason`)
+/// and re-judges the suite; returns a problem for each listed test that
+/// passed.
+fn apply_known_failures(suite: &mut Suite) -> Vec<String> {
+    let mut problems = Vec::new();
+    for case in &mut suite.cases {
+        let Some((_, why)) = KNOWN_FAILURES
+            .iter()
+            .find(|(test, _)| is_listed(&BTreeSet::from([test.to_string()]), &case.name))
+        else {
+            continue;
+        };
+        match case.outcome {
+            Outcome::Fail => {
+                case.outcome = Outcome::Skip;
+                case.reason = Some(format!("XFAIL {why}"));
+            }
+            Outcome::Pass => problems.push(format!(
+                "{}: {} passed but is listed in KNOWN_FAILURES",
+                suite.name, case.name
+            )),
+            Outcome::Skip => {}
+        }
+    }
+    let any = |o: Outcome| suite.cases.iter().any(|c| c.outcome == o);
+    suite.outcome = if any(Outcome::Fail) || !suite.problems.is_empty() {
+        Outcome::Fail
+    } else if any(Outcome::Pass) {
+        Outcome::Pass
+    } else {
+        Outcome::Skip
+    };
+    problems
+}
+
+/// `/init`'s mark lines: each program that finished, with its exit status
+/// and run time. A program that crashed the kernel has none.
+fn parse_timings(console: &str) -> Vec<Timing> {
+    console
+        .lines()
+        .filter_map(|line| {
+            let rest = line[line.find(MARK)? + MARK.len()..].trim();
+            let mut words = rest.split_whitespace();
+            let program = words.next()?.to_string();
+            let exit = words.next()?.strip_prefix("exit=")?.parse().ok()?;
+            let seconds = words
+                .next()?
+                .strip_prefix("took=")?
+                .strip_suffix('s')?
+                .parse()
+                .ok()?;
+            Some(Timing {
+                program,
+                exit,
+                seconds,
+            })
+        })
+        .collect()
+}
+
+/// The tests that exercise the IOPF path, by `FIXTURE.TEST`: those whose
+/// body triggers a fault (`test_cmd_trigger_iopf*`) or allocates a fault
+/// queue (`IOMMU_FAULT_QUEUE_ALLOC` through `*_test_ioctl_fault_alloc`).
+fn iopf_tests(source: &Path) -> Result<BTreeSet<String>> {
+    let mut found = BTreeSet::new();
+    for program in PROGRAMS {
+        let path = source.join(format!("{program}.c"));
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        found.extend(scan_iopf_tests(&text));
+    }
+    Ok(found)
+}
+
+/// [`iopf_tests`] on one source file: a test's body runs from its
+/// `TEST*(...)` line to the next one. `TEST(name)` belongs to the harness's
+/// `global` fixture.
+fn scan_iopf_tests(source: &str) -> BTreeSet<String> {
+    const USES: &[&str] = &[
+        "test_cmd_trigger_iopf",
+        "test_ioctl_fault_alloc(",
+        "IOMMU_FAULT_QUEUE_ALLOC",
+    ];
+    const FIXTURE_TESTS: &[&str] = &[
+        "TEST_F(",
+        "TEST_F_TIMEOUT(",
+        "TEST_F_SIGNAL(",
+        "TEST_FAIL_NTH(",
+    ];
+    let mut found = BTreeSet::new();
+    let mut current: Option<String> = None;
+    for line in source.lines() {
+        let args = |rest: &str| -> Vec<String> {
+            let inner = rest.split(')').next().unwrap_or_default();
+            inner.split(',').map(|a| a.trim().to_string()).collect()
+        };
+        if let Some(rest) = line
+            .strip_prefix("TEST(")
+            .or(line.strip_prefix("TEST_SIGNAL("))
+        {
+            current = args(rest).first().map(|name| format!("global.{name}"));
+        } else if let Some(rest) = FIXTURE_TESTS.iter().find_map(|h| line.strip_prefix(h)) {
+            current = match args(rest).as_slice() {
+                [fixture, name, ..] => Some(format!("{fixture}.{name}")),
+                _ => None,
+            };
+        } else if USES.iter().any(|u| line.contains(u)) && !line.trim_start().starts_with('#') {
+            found.extend(current.clone());
+        }
+    }
+    found
+}
+
+/// Whether the harness's `FIXTURE[.VARIANT].TEST` result is one of `tests`
+/// (given as `FIXTURE.TEST`).
+fn is_listed(tests: &BTreeSet<String>, result: &str) -> bool {
+    let parts: Vec<&str> = result.split('.').collect();
+    match parts.as_slice() {
+        [fixture, test] | [fixture, _, test] => tests.contains(&format!("{fixture}.{test}")),
+        _ => false,
+    }
+}
+
+fn boot_and_judge(
+    ws: &Workspace,
+    built: &Built,
+    initrd: &Path,
+    timeout: Duration,
+) -> Result<VariantRun> {
+    let name = format!("{}-{}", built.arch.kbuild_name(), built.variant.name());
+    eprintln!("==> booting {name} with the iommufd selftests under QEMU");
+    let console = qemu::boot(&Boot {
+        arch: built.arch,
+        image: &built.image,
+        initrd: Some(initrd),
+        cmdline: CMDLINE,
+        timeout,
+        log: ws.logs()?.join(format!("{name}.selftest.log")),
+    })?;
+    let report = ktap::parse(&console.text);
+    let timings = parse_timings(&console.text);
+    let splats = splat::find(&console.text);
+
+    let mut problems = Vec::new();
+    if console.timed_out {
+        problems.push(format!("timed out after {}s", timeout.as_secs()));
+    }
+    for s in &splats {
+        problems.push(format!(
+            "kernel report at console line {}: {}",
+            s.line, s.text
+        ));
+    }
+    let mut suites = BTreeMap::new();
+    for program in PROGRAMS {
+        match report.suite(program) {
+            Some(suite) => {
+                let mut suite = suite.clone();
+                problems.extend(suite.problems.iter().cloned());
+                problems.extend(apply_known_failures(&mut suite));
+                suites.insert(program.to_string(), suite);
+            }
+            None => problems.push(format!("{program}: no TAP output")),
+        }
+        if !timings.iter().any(|t| t.program == *program) {
+            problems.push(format!("{program}: did not finish"));
+        }
+    }
+    Ok(VariantRun {
+        variant: built.variant,
+        console,
+        suites,
+        timings,
+        splats,
+        problems,
+    })
+}
+
+fn outcome(run: &VariantRun, program: &str, test: &str) -> Option<(Outcome, Option<String>)> {
+    let case = run
+        .suites
+        .get(program)?
+        .cases
+        .iter()
+        .find(|c| c.name == test)?;
+    Some((case.outcome, case.reason.clone()))
+}
+
+/// Tests that pass on `c` but not on another variant; when `c` is the only
+/// variant or absent, every failed test.
+fn regressions(runs: &[VariantRun]) -> Vec<String> {
+    let baseline = runs
+        .iter()
+        .find(|r| r.variant == Variant::C)
+        .filter(|_| runs.len() > 1);
+    let result =
+        |run: &VariantRun, program: &str, test: &str| outcome(run, program, test).map(|(o, _)| o);
+    let mut found = Vec::new();
+    for program in PROGRAMS {
+        for test in union_of_tests(runs, program) {
+            for run in runs
+                .iter()
+                .filter(|r| baseline.is_none() || r.variant != Variant::C)
+            {
+                let got = result(run, program, &test);
+                let regressed = match baseline {
+                    Some(c) => {
+                        result(c, program, &test) == Some(Outcome::Pass)
+                            && got != Some(Outcome::Pass)
+                    }
+                    None => got == Some(Outcome::Fail),
+                };
+                if regressed {
+                    found.push(format!(
+                        "{program}: {test} {} on {}",
+                        word(got),
+                        run.variant.name()
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Every test name that any variant reported for `program`, in the order
+/// first seen.
+fn union_of_tests(runs: &[VariantRun], program: &str) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut names = Vec::new();
+    for run in runs {
+        for case in run
+            .suites
+            .get(program)
+            .map(|s| s.cases.as_slice())
+            .unwrap_or_default()
+        {
+            if seen.insert(case.name.clone()) {
+                names.push(case.name.clone());
+            }
+        }
+    }
+    names
+}
+
+fn word(outcome: Option<Outcome>) -> &'static str {
+    match outcome {
+        Some(Outcome::Pass) => "pass",
+        Some(Outcome::Fail) => "FAIL",
+        Some(Outcome::Skip) => "skip",
+        None => "-",
+    }
+}
+
+/// The per-test table, the IOPF tests, timings and problems.
+fn render(arch: Arch, runs: &[VariantRun], iopf: &BTreeSet<String>) -> String {
+    let mut out = String::new();
+    let variants: Vec<&str> = runs.iter().map(|r| r.variant.name()).collect();
+    let _ = writeln!(
+        out,
+        "\niommufd selftests ({}): {}",
+        arch.kbuild_name(),
+        variants.join(" vs ")
+    );
+    let width = PROGRAMS
+        .iter()
+        .flat_map(|p| union_of_tests(runs, p))
+        .map(|t| t.len())
+        .max()
+        .unwrap_or(4)
+        + 2;
+    for program in PROGRAMS {
+        let _ = write!(out, "\n  {:<width$}", format!("{program}:"));
+        for v in &variants {
+            let _ = write!(out, " {v:<5}");
+        }
+        out.push('\n');
+        for test in union_of_tests(runs, program) {
+            let marker = if is_listed(iopf, &test) { '*' } else { ' ' };
+            let results: Vec<_> = runs.iter().map(|r| outcome(r, program, &test)).collect();
+            let _ = write!(out, "{marker} {test:<width$}");
+            for r in &results {
+                let cell = match r {
+                    Some((_, Some(why))) if why.starts_with("XFAIL ") => "xfail",
+                    r => word(r.as_ref().map(|(o, _)| *o)),
+                };
+                let _ = write!(out, " {cell:<5}");
+            }
+            let reasons: BTreeSet<&str> = results
+                .iter()
+                .filter_map(|r| r.as_ref().and_then(|(_, why)| why.as_deref()))
+                .collect();
+            if !reasons.is_empty() {
+                let _ = write!(
+                    out,
+                    " {}",
+                    reasons.into_iter().collect::<Vec<_>>().join(" | ")
+                );
+            }
+            out.push('\n');
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  (* exercises IOPF: triggers a fault or allocates a fault queue)"
+    );
+
+    // The IOPF tests per variant, and every test whose result differs.
+    let mut differing = Vec::new();
+    let mut iopf_counts = vec![Counts::default(); runs.len()];
+    for program in PROGRAMS {
+        for test in union_of_tests(runs, program) {
+            let results: Vec<_> = runs.iter().map(|r| outcome(r, program, &test)).collect();
+            if is_listed(iopf, &test) {
+                for (counts, r) in iopf_counts.iter_mut().zip(&results) {
+                    match r.as_ref().map(|(o, _)| *o) {
+                        Some(Outcome::Pass) => counts.passed += 1,
+                        Some(Outcome::Skip) => counts.skipped += 1,
+                        _ => counts.failed += 1,
+                    }
+                }
+            }
+            if results
+                .windows(2)
+                .any(|w| w[0].as_ref().map(|(o, _)| *o) != w[1].as_ref().map(|(o, _)| *o))
+            {
+                differing.push((*program, test));
+            }
+        }
+    }
+    let _ = write!(
+        out,
+        "
+IOPF tests:"
+    );
+    for (r, c) in runs.iter().zip(&iopf_counts) {
+        let _ = write!(
+            out,
+            "  {}: {} passed, {} failed, {} skipped;",
+            r.variant.name(),
+            c.passed,
+            c.failed,
+            c.skipped
+        );
+    }
+    out.push('\n');
+    if !differing.is_empty() {
+        let _ = writeln!(out, "\nTests whose result differs between variants:");
+    }
+    for (program, test) in &differing {
+        let _ = writeln!(out, "  {program}: {test}");
+        for r in runs {
+            let case = r
+                .suites
+                .get(*program)
+                .and_then(|s| s.cases.iter().find(|c| c.name == *test));
+            let said = case
+                .map(|c| c.diagnostics.join("\n      "))
+                .unwrap_or_default();
+            let got = word(case.map(|c| c.outcome));
+            let _ = writeln!(out, "    {} {got}:\n      {said}", r.variant.name());
+        }
+    }
+
+    let _ = write!(
+        out,
+        "\nSelftest timings (s, QEMU TCG):\n  {:<20}",
+        "program"
+    );
+    for v in &variants {
+        let _ = write!(out, " {v:>12}");
+    }
+    out.push('\n');
+    for program in PROGRAMS {
+        let _ = write!(out, "  {program:<20}");
+        for r in runs {
+            let cell = match r.timings.iter().find(|t| t.program == *program) {
+                Some(t) => format!("{:.1} (rc {})", t.seconds, t.exit),
+                None => "unfinished".into(),
+            };
+            let _ = write!(out, " {cell:>12}");
+        }
+        out.push('\n');
+    }
+    let _ = write!(out, "  {:<20}", "whole boot");
+    for r in runs {
+        let _ = write!(out, " {:>12.1}", r.console.took.as_secs_f64());
+    }
+    out.push('\n');
+
+    for regression in regressions(runs) {
+        let _ = writeln!(out, "  REGRESSION: {regression}");
+    }
+    for r in runs {
+        for p in &r.problems {
+            let _ = writeln!(out, "  PROBLEM [{}]: {p}", r.variant.name());
+        }
+        for s in &r.splats {
+            let excerpt: Vec<&str> = r.console.text.lines().skip(s.line - 1).take(12).collect();
+            let _ = writeln!(
+                out,
+                "  [{}] console from line {}:\n    {}",
+                r.variant.name(),
+                s.line,
+                excerpt.join("\n    ")
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn harness_timeout_header_includes_the_harness_then_redefines() {
+        let h = harness_timeout_header();
+        let include = h.find("#include \"kselftest_harness.h\"").unwrap();
+        let undef = h.find("#undef TEST_TIMEOUT_DEFAULT").unwrap();
+        let define = h
+            .find(&format!("#define TEST_TIMEOUT_DEFAULT {HARNESS_TIMEOUT_S}\n"))
+            .unwrap();
+        assert!(include < undef && undef < define);
+    }
+
+    #[test]
+    fn depfile_prerequisites() {
+        let text = "/out/iommufd: /src/iommufd.c /usr/include/stdc-predef.h \\\n \
+                    /hdr/asm/unistd.h\\\n /src/a\\ b.h /src/$$x.h /src/iommufd.c\n";
+        let deps = parse_depfile(text);
+        let want = [
+            "/src/iommufd.c",
+            "/usr/include/stdc-predef.h",
+            "/hdr/asm/unistd.h",
+            "/src/a b.h",
+            "/src/$x.h",
+        ];
+        assert_eq!(deps, want.iter().map(PathBuf::from).collect::<Vec<_>>());
+        assert!(parse_depfile("no rule here\n").is_empty());
+    }
+
+    #[test]
+    fn inputs_hash_follows_content_and_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.h");
+        fs::write(&file, "one").unwrap();
+        let args = vec!["-O2".to_string()];
+        let first = inputs_hash(&args, std::slice::from_ref(&file)).unwrap();
+        assert_eq!(
+            first,
+            inputs_hash(&args, std::slice::from_ref(&file)).unwrap()
+        );
+        assert_ne!(
+            first,
+            inputs_hash(&["-O0".to_string()], std::slice::from_ref(&file)).unwrap()
+        );
+        fs::write(&file, "two").unwrap();
+        assert_ne!(
+            first,
+            inputs_hash(&args, std::slice::from_ref(&file)).unwrap()
+        );
+        assert!(inputs_hash(&args, &[dir.path().join("gone.h")]).is_err());
+    }
+
+    /// A minimal ELF64 header with one program header of type `kind`.
+    fn elf(kind: u32) -> Vec<u8> {
+        let mut bytes = vec![0u8; 0x40 + 0x38];
+        bytes[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        bytes[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+        bytes[0x36..0x38].copy_from_slice(&0x38u16.to_le_bytes());
+        bytes[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        bytes[0x40..0x44].copy_from_slice(&kind.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn static_elf_has_no_interpreter() {
+        assert!(is_static_elf(&elf(1)));
+        assert!(!is_static_elf(&elf(3)));
+        assert!(!is_static_elf(b"#!/bin/sh\n"));
+        assert!(!is_static_elf(&elf(1)[..0x42]));
+    }
+
+    #[test]
+    fn timings_from_mark_lines() {
+        let console = "# iopf-selftest: start, 128 huge pages\n\
+                       # selftest: iommufd\nTAP version 13\n\
+                       # iopf-selftest: iommufd exit=1 took=812.3s\n\
+                       [  9.1] random: noise # iopf-selftest: iommufd_fail_nth exit=0 took=5.0s\n\
+                       # iopf-selftest: done\n";
+        let want = vec![
+            Timing {
+                program: "iommufd".into(),
+                exit: 1,
+                seconds: 812.3,
+            },
+            Timing {
+                program: "iommufd_fail_nth".into(),
+                exit: 0,
+                seconds: 5.0,
+            },
+        ];
+        assert_eq!(parse_timings(console), want);
+    }
+
+    #[test]
+    fn iopf_tests_are_found_by_their_calls() {
+        let source = "#define test_cmd_trigger_iopf(a, b) x\n\
+                      TEST_F(iommufd_ioas, alloc_hwpt_nested)\n{\n\
+                      \ttest_ioctl_fault_alloc(&fault_id, &fault_fd);\n}\n\
+                      TEST_F(iommufd_ioas, plain)\n{\n\tok();\n}\n\
+                      TEST_FAIL_NTH(basic_fail_nth, device)\n{\n\
+                      \tif (_test_ioctl_fault_alloc(self->fd, &fault_id, &fault_fd))\n}\n\
+                      TEST(global_one)\n{\n\ttest_cmd_trigger_iopf_pasid(a, b, c);\n}\n\
+                      TEST_F(iommufd_viommu, viommu_alloc_nested_iopf)\n{\n\
+                      \ttest_cmd_trigger_iopf(dev_id, fault_fd);\n}\n";
+        let found: Vec<String> = scan_iopf_tests(source).into_iter().collect();
+        let want = [
+            "basic_fail_nth.device",
+            "global.global_one",
+            "iommufd_ioas.alloc_hwpt_nested",
+            "iommufd_viommu.viommu_alloc_nested_iopf",
+        ];
+        assert_eq!(found, want);
+        let listed = scan_iopf_tests(source);
+        assert!(is_listed(
+            &listed,
+            "iommufd_ioas.mock_domain.alloc_hwpt_nested"
+        ));
+        assert!(is_listed(&listed, "basic_fail_nth.device"));
+        assert!(!is_listed(&listed, "iommufd_ioas.mock_domain.plain"));
+    }
+
+    #[test]
+    fn known_failures_become_xfail_and_a_pass_is_a_problem() {
+        let log = "# selftest: iommufd\nTAP version 13\n1..3\n\
+                   ok 1 iommufd_ioas.no_domain.area\n\
+                   not ok 2 iommufd_ioas.no_domain.dmabuf_simple\n\
+                   ok 3 iommufd_ioas.mock_domain.dmabuf_revoke\n";
+        let mut suite = ktap::parse(log).suites.remove(0);
+        assert_eq!(suite.outcome, Outcome::Fail);
+        let problems = apply_known_failures(&mut suite);
+        assert_eq!(
+            problems,
+            ["iommufd: iommufd_ioas.mock_domain.dmabuf_revoke passed but is listed in KNOWN_FAILURES"]
+        );
+        let xfail = &suite.cases[1];
+        assert_eq!(xfail.outcome, Outcome::Skip);
+        assert!(xfail
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("XFAIL selftest.c"));
+        assert_eq!(suite.outcome, Outcome::Pass);
+        let counts = ktap::Report {
+            suites: vec![suite],
+            problems: vec![],
+        }
+        .counts();
+        assert_eq!((counts.passed, counts.failed, counts.skipped), (2, 0, 1));
+    }
+
+    /// A run of `variant` whose `iommufd` stream is `results`.
+    fn fake_run(variant: Variant, results: &str) -> VariantRun {
+        let text = format!("# selftest: iommufd\nTAP version 13\n{results}");
+        let suites = BTreeMap::from([("iommufd".to_string(), ktap::parse(&text).suites.remove(0))]);
+        let console = Console {
+            text,
+            timed_out: false,
+            took: Duration::ZERO,
+            log: PathBuf::new(),
+        };
+        VariantRun {
+            variant,
+            console,
+            suites,
+            timings: vec![],
+            splats: vec![],
+            problems: vec![],
+        }
+    }
+
+    #[test]
+    fn regressions_are_c_passes_that_rust_does_not_pass() {
+        let c = fake_run(
+            Variant::C,
+            "ok 1 a\nok 2 b\nnot ok 3 c\nok 4 d\nok 5 e # SKIP x\nok 6 gone\n",
+        );
+        let rust = fake_run(
+            Variant::Rust,
+            "ok 1 a\nnot ok 2 b\nnot ok 3 c\nok 4 d # SKIP y\nnot ok 5 e\n",
+        );
+        assert_eq!(
+            regressions(&[c, rust]),
+            [
+                "iommufd: b FAIL on rust",
+                "iommufd: d skip on rust",
+                "iommufd: gone - on rust",
+            ]
+        );
+        // Alone, a variant has no baseline: each failure counts.
+        let c = fake_run(Variant::C, "ok 1 a\nnot ok 2 c\n");
+        assert_eq!(regressions(&[c]), ["iommufd: c FAIL on c"]);
+    }
+
+    #[test]
+    fn init_runs_every_program_with_its_filters() {
+        let mut selection = Selection::default();
+        selection
+            .args
+            .insert("iommufd_fail_nth".into(), vec!["-t".into(), "it's".into()]);
+        let script = init_script(&selection);
+        assert!(script.starts_with("#!/bin/sh\n"));
+        assert!(script.contains("\nrun iommufd\n"));
+        assert!(script.contains("\nrun iommufd_fail_nth '-t' 'it'\\''s'\n"));
+        assert!(script.contains("echo \"# iopf-selftest: $name exit=$rc took=${took}s\""));
+        assert!(script.ends_with("poweroff -f\n"));
+    }
+
+    #[test]
+    fn cpio_list_has_busybox_applets_and_programs() {
+        let applets = [
+            "bin/sh".to_string(),
+            "usr/sbin/chroot".into(),
+            "bin/busybox".into(),
+        ];
+        let programs = [("iommufd".to_string(), PathBuf::from("/c/iommufd"))];
+        let list = cpio_list(&applets, Path::new("/c/init"), &programs);
+        for line in [
+            "dir /usr 0755 0 0",
+            "dir /usr/sbin 0755 0 0",
+            "nod /dev/console 0600 0 0 c 5 1",
+            "slink /bin/sh /bin/busybox 0777 0 0",
+            "slink /usr/sbin/chroot /bin/busybox 0777 0 0",
+            "file /init /c/init 0755 0 0",
+            "file /bin/iommufd /c/iommufd 0755 0 0",
+        ] {
+            assert!(list.lines().any(|l| l == line), "{line} in\n{list}");
+        }
+        assert!(!list.contains("slink /bin/busybox"));
+    }
+}

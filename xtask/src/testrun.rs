@@ -1,0 +1,354 @@
+//! `test` and `run`: boot the built kernels and judge what they printed.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::cli::{Arch, RunArgs, TestArgs, Variant};
+use crate::kernel::{self, Built};
+use crate::ktap::{self, Counts, Outcome, Report};
+use crate::paths::Workspace;
+use crate::qemu::{self, Boot, Console};
+use crate::reliability;
+use crate::selftest::{self, Selection};
+use crate::splat;
+use crate::toolchain;
+
+/// KUnit suites each variant must run: a suite that is expected but absent
+/// from the console (not built, or the boot died before it) fails the run.
+const EXPECTED_SUITES: &[(&str, &[Variant])] = &[
+    ("iopf", &[Variant::C, Variant::Rust]),
+    ("iopf_rust_partial", &[Variant::Rust]),
+    ("iopf_rust_group", &[Variant::Rust]),
+    ("iopf_sva", &[Variant::C, Variant::Rust]),
+    (reliability::SUITE, &[Variant::C, Variant::Rust]),
+];
+
+/// Whether `variant` must run `suite`.
+fn expected(suite: &str, variant: Variant) -> bool {
+    EXPECTED_SUITES
+        .iter()
+        .any(|(name, variants)| *name == suite && variants.contains(&variant))
+}
+
+/// One variant's boot, judged.
+struct Outcomes {
+    variant: Variant,
+    built: Built,
+    console: Console,
+    report: Report,
+    problems: Vec<String>,
+}
+
+impl Outcomes {
+    fn failed(&self) -> bool {
+        !self.problems.is_empty() || self.report.counts().failed > 0
+    }
+}
+
+fn boot_and_judge(
+    ws: &Workspace,
+    built: Built,
+    timeout: u64,
+    cmdline: &str,
+    initrd: Option<&Path>,
+) -> Result<Outcomes> {
+    let name = format!("{}-{}", built.arch.kbuild_name(), built.variant.name());
+    eprintln!("==> booting {name} under QEMU");
+    let log = ws.logs()?.join(format!("{name}.console.log"));
+    let console = qemu::boot(&Boot {
+        arch: built.arch,
+        image: &built.image,
+        initrd,
+        cmdline,
+        timeout: Duration::from_secs(timeout),
+        log,
+    })?;
+    let report = ktap::parse(&console.text);
+    let splats = splat::find(&console.text);
+
+    let mut problems = Vec::new();
+    if console.timed_out {
+        problems.push(format!("timed out after {timeout}s"));
+    }
+    for s in &splats {
+        problems.push(format!(
+            "kernel report at console line {}: {}",
+            s.line, s.text
+        ));
+    }
+    for (suite, _) in EXPECTED_SUITES {
+        if expected(suite, built.variant) && report.suite(suite).is_none() {
+            problems.push(format!("expected suite `{suite}` did not run"));
+        }
+    }
+    for suite in crate::demo::expected_suites(built.arch) {
+        if report.suite(suite).is_none() {
+            problems.push(format!(
+                "expected suite `{suite}` (the Rust IOPF sample) did not run"
+            ));
+        }
+    }
+    if initrd.is_some() {
+        problems.extend(reliability::leak_scan_problems(&console.text));
+    }
+    problems.extend(report.problems.iter().cloned());
+    for suite in &report.suites {
+        problems.extend(suite.problems.iter().cloned());
+    }
+    Ok(Outcomes {
+        variant: built.variant,
+        built,
+        console,
+        report,
+        problems,
+    })
+}
+
+pub fn test(args: &TestArgs) -> Result<()> {
+    let ws = Workspace::discover()?;
+    let arch = args.target.arch;
+    toolchain::check_qemu(arch)?;
+    let jobs = args.target.jobs.unwrap_or_else(toolchain::default_jobs);
+    crate::lint::rustfmt(&ws)?;
+    crate::demo::check_guide(&ws.repo)?;
+
+    let mut built = Vec::new();
+    for variant in args.variants() {
+        built.push(kernel::build_with_jobs(&ws, arch, variant, jobs)?);
+    }
+    let mut runs = Vec::new();
+    for b in &built {
+        // With an initramfs whose /init scans for leaks after KUnit.
+        let scan = reliability::leak_scan_initrd(&ws, b)?;
+        let cmdline = reliability::cmdline(scan.is_some());
+        runs.push(boot_and_judge(
+            &ws,
+            b.clone(),
+            args.timeout,
+            &cmdline,
+            scan.as_deref(),
+        )?);
+    }
+    print!("{}", render(arch, &runs));
+    let kunit = runs
+        .iter()
+        .fold(Counts::default(), |acc, r| add(acc, r.report.counts()));
+    let kunit = Counts {
+        failed: kunit.failed + missing_failures(&runs),
+        ..kunit
+    };
+
+    // The stress case again, on KCSAN kernels (KCSAN excludes KASAN).
+    let kcsan = if !args.kcsan {
+        eprintln!("==> KCSAN kernels: not run (add --kcsan)");
+        Vec::new()
+    } else {
+        reliability::kcsan(&ws, arch, &args.variants(), jobs, args.timeout)?
+    };
+
+    // The iommufd selftests: IOPF end to end, from user space, on the same
+    // kernels. Their mock driver (IOMMUFD_TEST) is configured on x86_64 only.
+    let selftests = if args.kunit_only {
+        eprintln!("==> iommufd selftests: not run (--kunit-only)");
+        None
+    } else if arch != Arch::X86_64 {
+        eprintln!("==> iommufd selftests: not run (x86_64 only)");
+        None
+    } else {
+        let timeout = Duration::from_secs(args.selftest_timeout);
+        Some(selftest::run_on(
+            &ws,
+            &built,
+            &Selection::default(),
+            timeout,
+        )?)
+    };
+
+    let mut total = kunit;
+    if let Some(s) = &selftests {
+        let c = s.counts_line();
+        println!(
+            "\nKUnit: {} passed, {} failed, {} skipped; iommufd selftests: {} passed, {} failed, {} skipped",
+            kunit.passed, kunit.failed, kunit.skipped, c.passed, c.failed, c.skipped
+        );
+        total = add(total, c);
+    }
+    let reliability = runs
+        .iter()
+        .map(|r| reliability::debug_figures(&r.console.text))
+        .chain(kcsan.iter().map(|r| r.figures))
+        .fold(reliability::Figures::default(), reliability::Figures::add);
+    let kernels: Vec<String> = runs
+        .iter()
+        .map(|r| r.variant.name().to_string())
+        .chain(kcsan.iter().map(|r| format!("{}-kcsan", r.variant.name())))
+        .collect();
+    println!("{}", reliability.line(&kernels));
+    println!(
+        "{} passed, {} failed, {} skipped",
+        total.passed, total.failed, total.skipped
+    );
+    let failed: Vec<&Outcomes> = runs.iter().filter(|r| r.failed()).collect();
+    for r in &failed {
+        eprintln!(
+            "{}: console log kept at {}",
+            r.variant.name(),
+            r.console.log.display()
+        );
+    }
+    reliability::check_kcsan(&kcsan)?;
+    if !reliability.clean() {
+        bail!("responses lost or duplicated, or sanitizer reports: see above");
+    }
+    if let Some(s) = &selftests {
+        s.check()?;
+    }
+    if !failed.is_empty() {
+        bail!("tests failed");
+    }
+    Ok(())
+}
+
+/// A run that broke without a failing case (timeout, splat, missing suite)
+/// still counts as one failure, so the counts line never reads all-green.
+fn missing_failures(runs: &[Outcomes]) -> usize {
+    runs.iter()
+        .filter(|r| !r.problems.is_empty() && r.report.counts().failed == 0)
+        .count()
+}
+
+fn add(a: Counts, b: Counts) -> Counts {
+    Counts {
+        passed: a.passed + b.passed,
+        failed: a.failed + b.failed,
+        skipped: a.skipped + b.skipped,
+    }
+}
+
+fn outcome_word(outcome: Option<Outcome>) -> &'static str {
+    match outcome {
+        Some(Outcome::Pass) => "pass",
+        Some(Outcome::Fail) => "FAIL",
+        Some(Outcome::Skip) => "skip",
+        None => "-",
+    }
+}
+
+/// The side-by-side table: each suite's counts per variant, then every case
+/// whose outcome differs between variants or that did not pass.
+fn render(arch: Arch, runs: &[Outcomes]) -> String {
+    let mut out = String::new();
+    let suites: BTreeSet<&str> = runs
+        .iter()
+        .flat_map(|r| r.report.suites.iter().map(|s| s.name.as_str()))
+        .collect();
+    let _ = writeln!(out, "\nKUnit results ({}):", arch.kbuild_name());
+    let _ = write!(out, "  {:<32}", "suite");
+    for r in runs {
+        let _ = write!(out, " {:>22}", r.variant.name());
+    }
+    out.push('\n');
+    for suite in &suites {
+        let _ = write!(out, "  {suite:<32}");
+        for r in runs {
+            let cell = match r.report.suite(suite) {
+                Some(s) => {
+                    let c = Report {
+                        suites: vec![s.clone()],
+                        problems: vec![],
+                    }
+                    .counts();
+                    format!(
+                        "{} {}/{}/{}",
+                        outcome_word(Some(s.outcome)),
+                        c.passed,
+                        c.failed,
+                        c.skipped
+                    )
+                }
+                // Expected suites that did not run are problems already;
+                // the others are simply not built into this variant.
+                None if expected(suite, r.variant) => "MISSING".into(),
+                None => "-".into(),
+            };
+            let _ = write!(out, " {cell:>22}");
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "  (cells: suite outcome passed/failed/skipped; -: not built in)"
+    );
+
+    // Cases worth a look: failed or skipped somewhere, or different between variants.
+    let mut notes = Vec::new();
+    for suite in &suites {
+        let mut cases: BTreeSet<String> = BTreeSet::new();
+        for r in runs {
+            if let Some(s) = r.report.suite(suite) {
+                cases.extend(s.cases.iter().map(|c| c.name.clone()));
+            }
+        }
+        for case in cases {
+            // Only the variants that ran the suite have a say.
+            let per: Vec<(Variant, Option<Outcome>, Option<String>)> = runs
+                .iter()
+                .filter(|r| r.report.suite(suite).is_some())
+                .map(|r| {
+                    let c = r
+                        .report
+                        .suite(suite)
+                        .and_then(|s| s.cases.iter().find(|c| c.name == case));
+                    (
+                        r.variant,
+                        c.map(|c| c.outcome),
+                        c.and_then(|c| c.reason.clone()),
+                    )
+                })
+                .collect();
+            let all_pass = per.iter().all(|(_, o, _)| *o == Some(Outcome::Pass));
+            if !all_pass {
+                let cells: Vec<String> = per
+                    .iter()
+                    .map(|(v, o, why)| match why {
+                        Some(why) => format!("{}={} ({why})", v.name(), outcome_word(*o)),
+                        None => format!("{}={}", v.name(), outcome_word(*o)),
+                    })
+                    .collect();
+                notes.push(format!("  {suite}.{case}: {}", cells.join(", ")));
+            }
+        }
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(out, "\nCases not passing everywhere:");
+        for n in notes {
+            let _ = writeln!(out, "{n}");
+        }
+    }
+
+    let _ = writeln!(out, "\nTimings:");
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "  {:<6} build {:>6.1}s   boot+tests {:>6.1}s",
+            r.variant.name(),
+            r.built.took.as_secs_f64(),
+            r.console.took.as_secs_f64()
+        );
+    }
+    for r in runs {
+        for p in &r.problems {
+            let _ = writeln!(out, "  PROBLEM [{}]: {p}", r.variant.name());
+        }
+    }
+    out
+}
+
+/// The demo: see `demo.rs`.
+pub fn demo(args: &RunArgs) -> Result<()> {
+    crate::demo::run(args)
+}
