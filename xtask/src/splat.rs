@@ -34,8 +34,12 @@ const HEADERS: &[&str] = &[
     "list_add corruption",
     "list_del corruption",
     "kmemleak: Cannot allocate",
-    "kmemleak: Kernel memory leak detector disabled",
+    KMEMLEAK_DISABLED,
 ];
+
+/// What kmemleak prints when it stops. After an error that is a report (the
+/// leak scan is void), but `kmemleak=off` on the command line prints it too.
+const KMEMLEAK_DISABLED: &str = "kmemleak: Kernel memory leak detector disabled";
 
 /// Names that place a report in the IOPF code: its functions (C and Rust
 /// symbols alike start with `iopf` or are the report entry point), its
@@ -62,8 +66,12 @@ pub struct Splat {
 /// Finds the first line of every report in `log`. Lines of one report that
 /// follow each other (a WARNING and its Call Trace) count once.
 pub fn find(log: &str) -> Vec<Splat> {
+    let kmemleak_off = asked_for(log, "kmemleak=off");
     let mut found: Vec<Splat> = Vec::new();
     for (n, line) in log.lines().enumerate() {
+        if kmemleak_off && line.contains(KMEMLEAK_DISABLED) {
+            continue;
+        }
         if HEADERS.iter().any(|h| line.contains(h)) {
             let adjacent = found.last().is_some_and(|s| n + 1 - s.line < 40);
             let trace = line.contains("Call Trace:");
@@ -76,6 +84,14 @@ pub fn find(log: &str) -> Vec<Splat> {
         }
     }
     found
+}
+
+/// Whether the kernel command line echoed in `log` ("Command line:" on x86,
+/// "Kernel command line:" elsewhere) holds the parameter `param`.
+fn asked_for(log: &str, param: &str) -> bool {
+    log.lines()
+        .filter_map(|line| line.split_once("ommand line:"))
+        .any(|(_, params)| params.split_whitespace().any(|p| p == param))
 }
 
 /// The text of the report starting at `splat`: its header and the lines
@@ -149,6 +165,30 @@ mod tests {
         ] {
             assert_eq!(find(header).len(), 1, "{header}");
         }
+    }
+
+    #[test]
+    fn kmemleak_disabled_on_request_is_not_a_report() {
+        let disabled = "[ 0.0] kmemleak: Kernel memory leak detector disabled\n";
+        for cmdline in [
+            "[ 0.0] Command line: console=ttyS0 hugepages=128 kmemleak=off\n",
+            "[ 0.0] Kernel command line: console=ttyAMA0 kmemleak=off panic=-1\n",
+        ] {
+            assert!(find(&format!("{cmdline}{disabled}")).is_empty(), "{cmdline}");
+        }
+        // Disabled without being asked to (out of memory, a bad object):
+        // the leak scan is void, which is a report.
+        for cmdline in [
+            "[ 0.0] Command line: console=ttyS0 hugepages=128\n",
+            "[ 0.0] Command line: console=ttyS0 kmemleak=offx\n",
+            "",
+        ] {
+            assert_eq!(find(&format!("{cmdline}{disabled}")).len(), 1, "{cmdline}");
+        }
+        // The error that disabled it is a report even when off was asked for.
+        let log = "[ 0.0] Command line: kmemleak=off\n\
+                   [ 0.0] kmemleak: Cannot allocate a kmemleak_object structure\n";
+        assert_eq!(find(log).len(), 1);
     }
 
     #[test]
