@@ -81,12 +81,13 @@ pub fn build_profile(
     profile: Profile,
     jobs: usize,
 ) -> Result<Built> {
-    let start = Instant::now();
     toolchain::check_build()?;
     let pristine = ws.pristine()?;
     let work = ws.work_tree();
-    // One build at a time: the overlay and the build dirs are shared.
+    // One build at a time: the overlay and the build dirs are shared. The
+    // time reported is the build's, not the wait for another one.
     let _lock = lock(&ws.cache.join("build.lock"))?;
+    let start = Instant::now();
     let plan = overlay::plan(&ws.repo, &pristine)?;
     let applied = overlay::apply(&pristine, &work, &plan)?;
     if !applied.written.is_empty() || !applied.restored.is_empty() {

@@ -52,9 +52,7 @@ impl Symbols {
                 let addr = u64::from_str_radix(parts.next()?, 16).ok()?;
                 let kind = parts.next()?;
                 let name = parts.next()?;
-                "tTwW"
-                    .contains(kind)
-                    .then(|| (addr, name.to_string()))
+                "tTwW".contains(kind).then(|| (addr, name.to_string()))
             })
             .collect();
         syms.sort();

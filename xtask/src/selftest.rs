@@ -977,7 +977,9 @@ mod tests {
         let include = h.find("#include \"kselftest_harness.h\"").unwrap();
         let undef = h.find("#undef TEST_TIMEOUT_DEFAULT").unwrap();
         let define = h
-            .find(&format!("#define TEST_TIMEOUT_DEFAULT {HARNESS_TIMEOUT_S}\n"))
+            .find(&format!(
+                "#define TEST_TIMEOUT_DEFAULT {HARNESS_TIMEOUT_S}\n"
+            ))
             .unwrap();
         assert!(include < undef && undef < define);
     }

@@ -174,7 +174,10 @@ mod tests {
             "[ 0.0] Command line: console=ttyS0 hugepages=128 kmemleak=off\n",
             "[ 0.0] Kernel command line: console=ttyAMA0 kmemleak=off panic=-1\n",
         ] {
-            assert!(find(&format!("{cmdline}{disabled}")).is_empty(), "{cmdline}");
+            assert!(
+                find(&format!("{cmdline}{disabled}")).is_empty(),
+                "{cmdline}"
+            );
         }
         // Disabled without being asked to (out of memory, a bad object):
         // the leak scan is void, which is a report.
