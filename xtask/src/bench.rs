@@ -393,13 +393,22 @@ fn check(text: &str, timed_out: bool, variant: Variant, records: &[Record]) -> R
 }
 
 /// Console log of boot `run` (or of the icount boot) of a variant.
-fn log_path(logs: &Path, arch: Arch, variant: Variant, run: Option<usize>) -> PathBuf {
+/// The console log of one boot; `tag` tells the Rust kernel's flavour.
+fn log_path(logs: &Path, arch: Arch, tag: &str, variant: Variant, run: Option<usize>) -> PathBuf {
     let which = run.map_or("icount".to_string(), |r| format!("run{}", r + 1));
     logs.join(format!(
-        "bench-{}-{}-{which}.console.log",
+        "bench-{}{tag}-{}-{which}.console.log",
         arch.kbuild_name(),
         variant.name()
     ))
+}
+
+/// The kernel a variant is benchmarked on: C is the same either way.
+fn bench_profile(variant: Variant, inline_helpers: bool) -> Profile {
+    match (variant, inline_helpers) {
+        (Variant::Rust, true) => Profile::BenchInlineHelpers,
+        _ => Profile::Bench,
+    }
 }
 
 fn boot_one(built: &Built, log: PathBuf, timeout: u64, extra: &[&str]) -> Result<Vec<Record>> {
@@ -427,16 +436,19 @@ fn boot_one(built: &Built, log: PathBuf, timeout: u64, extra: &[&str]) -> Result
 }
 
 /// Reads back the kept logs: (timed runs, icount run) per variant.
-fn read_logs(logs: &Path, arch: Arch) -> Result<(Table, Table, usize)> {
+fn read_logs(logs: &Path, arch: Arch, tag: &str) -> Result<(Table, Table, usize)> {
     let mut timed = Table::default();
     let mut icount = Table::default();
     let mut runs = 0;
     for variant in VARIANTS {
         let mut n = 0;
-        while let Ok(text) = fs::read_to_string(log_path(logs, arch, variant, Some(n))) {
+        while let Ok(text) = fs::read_to_string(log_path(logs, arch, tag, variant, Some(n))) {
             let records = parse_console(&text);
-            check(&text, false, variant, &records)
-                .with_context(|| log_path(logs, arch, variant, Some(n)).display().to_string())?;
+            check(&text, false, variant, &records).with_context(|| {
+                log_path(logs, arch, tag, variant, Some(n))
+                    .display()
+                    .to_string()
+            })?;
             timed.add(variant, &records);
             n += 1;
         }
@@ -448,7 +460,7 @@ fn read_logs(logs: &Path, arch: Arch) -> Result<(Table, Table, usize)> {
             );
         }
         runs = if runs == 0 { n } else { runs.min(n) };
-        if let Ok(text) = fs::read_to_string(log_path(logs, arch, variant, None)) {
+        if let Ok(text) = fs::read_to_string(log_path(logs, arch, tag, variant, None)) {
             icount.add(variant, &parse_console(&text));
         }
     }
@@ -483,6 +495,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let arch = args.target.arch;
     let logs = ws.logs()?;
     let out = args.out.clone().unwrap_or_else(|| ws.repo.join("bench"));
+    let tag = if args.inline_helpers {
+        "-inline-helpers"
+    } else {
+        ""
+    };
     if !args.from_logs {
         if args.runs == 0 {
             bail!("--runs must be at least 1");
@@ -495,7 +512,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 &ws,
                 arch,
                 variant,
-                Profile::Bench,
+                bench_profile(variant, args.inline_helpers),
                 jobs,
             )?);
         }
@@ -503,11 +520,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         for variant in VARIANTS {
             for run in (0..)
                 .map(Some)
-                .take_while(|r| log_path(&logs, arch, variant, *r).exists())
+                .take_while(|r| log_path(&logs, arch, tag, variant, *r).exists())
             {
-                fs::remove_file(log_path(&logs, arch, variant, run))?;
+                fs::remove_file(log_path(&logs, arch, tag, variant, run))?;
             }
-            let _ = fs::remove_file(log_path(&logs, arch, variant, None));
+            let _ = fs::remove_file(log_path(&logs, arch, tag, variant, None));
         }
         // Variants alternate, so that slow phases of the host hit both.
         for run in 0..args.runs {
@@ -520,7 +537,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 );
                 boot_one(
                     b,
-                    log_path(&logs, arch, b.variant, Some(run)),
+                    log_path(&logs, arch, tag, b.variant, Some(run)),
                     args.timeout,
                     &[],
                 )?;
@@ -531,7 +548,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 eprintln!("==> icount boot of {}", b.variant.name());
                 boot_one(
                     b,
-                    log_path(&logs, arch, b.variant, None),
+                    log_path(&logs, arch, tag, b.variant, None),
                     args.timeout,
                     ICOUNT,
                 )?;
@@ -539,7 +556,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
     }
 
-    let (timed, icount, runs) = read_logs(&logs, arch)?;
+    let (timed, icount, runs) = read_logs(&logs, arch, tag)?;
     let (qemu_bin, _) = toolchain::qemu_binary(arch);
     let machine = format!(
         "host: {} ({} CPUs), measured {}; {}",
@@ -552,7 +569,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 "-u",
                 "+%Y-%m-%d %H:%M UTC",
                 "-r",
-                &log_path(&logs, arch, Variant::C, Some(0)).to_string_lossy(),
+                &log_path(&logs, arch, tag, Variant::C, Some(0)).to_string_lossy(),
             ]
         ),
         first_line(qemu_bin, &["--version"]),
@@ -560,8 +577,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut text = render(
         &timed,
         &format!(
-            "IOPF benchmark, {}: QEMU TCG -smp 2 -m 2048, median of {runs} boot(s) per kernel",
-            arch.kbuild_name()
+            "IOPF benchmark, {}{}: QEMU TCG -smp 2 -m 2048, median of {runs} boot(s) per kernel",
+            arch.kbuild_name(),
+            if args.inline_helpers {
+                ", Rust with CONFIG_RUST_INLINE_HELPERS"
+            } else {
+                ""
+            }
         ),
     );
     let _ = writeln!(text, "  {machine}");
@@ -570,7 +592,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "  TCG emulates the guest: times are not those of hardware; compare C with Rust only."
     );
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let stem = format!("iopf-bench-{}", arch.kbuild_name());
+    let stem = format!("iopf-bench-{}{tag}", arch.kbuild_name());
     fs::write(out.join(format!("{stem}.csv")), csv(&timed))?;
     if !icount.rows.is_empty() {
         let _ = writeln!(

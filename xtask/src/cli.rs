@@ -196,6 +196,11 @@ pub struct BenchArgs {
     /// Do not build or boot: summarise the console logs kept by the last run.
     #[arg(long)]
     pub from_logs: bool,
+    /// Compare C with a Rust kernel built with CONFIG_RUST_INLINE_HELPERS
+    /// (the kernel's C helpers inlined into Rust through LLVM bitcode); its
+    /// files are named `*-inline-helpers*`.
+    #[arg(long)]
+    pub inline_helpers: bool,
 }
 
 #[derive(Args)]

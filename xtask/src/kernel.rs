@@ -33,6 +33,9 @@ pub enum Profile {
     Bench,
     /// KCSAN in place of KASAN (they exclude each other), for the stress case.
     Kcsan,
+    /// A benchmark kernel whose Rust code inlines the kernel's C helpers
+    /// (`CONFIG_RUST_INLINE_HELPERS`).
+    BenchInlineHelpers,
 }
 
 impl Profile {
@@ -40,8 +43,19 @@ impl Profile {
     fn fragment(self) -> &'static str {
         match self {
             Profile::Test => "debug",
-            Profile::Bench => "bench",
+            Profile::Bench | Profile::BenchInlineHelpers => "bench",
             Profile::Kcsan => "kcsan",
+        }
+    }
+
+    /// A fragment applied to the finished configuration (`olddefconfig`),
+    /// for options behind `EXPERT`: set in the `allnoconfig` stage, EXPERT
+    /// would make ~80 default-y prompts visible, and `allnoconfig` would turn
+    /// them all off (BUG, KALLSYMS, SHMEM...).
+    fn late_fragment(self) -> Option<&'static str> {
+        match self {
+            Profile::BenchInlineHelpers => Some("inline-helpers.config"),
+            _ => None,
         }
     }
 
@@ -51,6 +65,7 @@ impl Profile {
             Profile::Test => "",
             Profile::Bench => "-bench",
             Profile::Kcsan => "-kcsan",
+            Profile::BenchInlineHelpers => "-bench-inline-helpers",
         }
     }
 }
@@ -108,12 +123,15 @@ pub fn build_profile(
     );
 
     // The configuration: allnoconfig plus the merged fragments, checked.
-    let mut merged = Fragment::default();
-    for frag in fragments(arch, variant, profile) {
-        let path = ws.repo.join("configs").join(&frag);
+    let read_fragment = |name: &str| -> Result<Fragment> {
+        let path = ws.repo.join("configs").join(name);
         let text =
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        merged.merge(&Fragment::parse(&text).with_context(|| path.display().to_string())?);
+        Fragment::parse(&text).with_context(|| path.display().to_string())
+    };
+    let mut merged = Fragment::default();
+    for frag in fragments(arch, variant, profile) {
+        merged.merge(&read_fragment(&frag)?);
     }
     let allconfig = out.join("iopf.config");
     fs::write(&allconfig, merged.render())?;
@@ -121,6 +139,21 @@ pub fn build_profile(
     cmd.arg(format!("KCONFIG_ALLCONFIG={}", allconfig.display()))
         .arg("allnoconfig");
     run_logged(cmd, &out.join("config.log"), &format!("configuring {name}"))?;
+    if let Some(late) = profile.late_fragment() {
+        let late = read_fragment(late)?;
+        // Later lines of a .config override earlier ones.
+        let mut text = fs::read_to_string(out.join(".config"))?;
+        text.push_str(&late.render());
+        fs::write(out.join(".config"), text)?;
+        let mut cmd = toolchain::make(&work, &out, arch, jobs);
+        cmd.arg("olddefconfig");
+        run_logged(
+            cmd,
+            &out.join("config-late.log"),
+            &format!("configuring {name}: late fragment"),
+        )?;
+        merged.merge(&late);
+    }
     let dot_config = Fragment::parse(&fs::read_to_string(out.join(".config"))?)?;
     let wrong = merged.mismatches(&dot_config);
     if !wrong.is_empty() {

@@ -11,6 +11,7 @@
 //! - `selftest` the kernel's iommufd selftests on each variant, compared;
 //! - `bench`   the IOPF path of both variants, measured on non-debug kernels.
 
+mod bad_input;
 mod bench;
 mod cli;
 mod demo;

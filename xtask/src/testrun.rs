@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use crate::bad_input;
 use crate::cli::{Arch, RunArgs, TestArgs, Variant};
 use crate::kernel::{self, Built};
 use crate::ktap::{self, Counts, Outcome, Report};
@@ -24,6 +25,8 @@ const EXPECTED_SUITES: &[(&str, &[Variant])] = &[
     ("iopf_rust_partial", &[Variant::Rust]),
     ("iopf_rust_group", &[Variant::Rust]),
     ("iopf_sva", &[Variant::C, Variant::Rust]),
+    // rust/kernel/ratelimit.rs, which the Rust core's warnings use.
+    ("rust_kernel_ratelimit", &[Variant::C, Variant::Rust]),
     (reliability::SUITE, &[Variant::C, Variant::Rust]),
 ];
 
@@ -94,6 +97,9 @@ fn boot_and_judge(
     }
     if initrd.is_some() {
         problems.extend(reliability::leak_scan_problems(&console.text));
+    }
+    if built.variant == Variant::Rust {
+        problems.extend(bad_input::problems(&report));
     }
     problems.extend(report.problems.iter().cloned());
     for suite in &report.suites {

@@ -9,7 +9,7 @@ use kernel::{
     types::Opaque,
 };
 
-use crate::{fault::Fault, ffi};
+use crate::fault::Fault;
 
 /// A `struct device` that an IOMMU driver reports faults for.
 #[repr(transparent)]
@@ -95,17 +95,11 @@ impl Device {
     }
 }
 
-/// Whether a rate-limited message may be printed now.
-pub(crate) fn ratelimit() -> bool {
-    ffi::warn_ratelimit()
-}
-
-/// `dev_warn_ratelimited()`.
+/// `dev_warn_ratelimited()`: a warning about `dev`, rate limited per call
+/// site, for what a driver (or a device) can trigger at will.
 macro_rules! warn_ratelimited {
     ($dev:expr, $($f:tt)*) => {
-        if $crate::device::ratelimit() {
-            kernel::dev_warn!($dev.as_kernel(), $($f)*);
-        }
+        kernel::ratelimited!(kernel::dev_warn!($dev.as_kernel(), $($f)*))
     };
 }
 pub(crate) use warn_ratelimited;

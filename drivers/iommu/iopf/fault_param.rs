@@ -46,7 +46,7 @@ impl DeviceFaults {
 ///
 /// # Invariants
 ///
-/// - Allocated by [`FaultParam::new`] in a pinned `KBox`, freed by
+/// - Allocated by [`FaultParam::allocate`] in a pinned `KBox`, freed by
 ///   [`free_rcu`] one grace period after `users` dropped to zero.
 /// - `dev` and `queue` are live while the device is on the queue; a group of
 ///   the device keeps using `dev` after removal, as in C (the IOMMU driver
@@ -69,7 +69,7 @@ unsafe impl Sync for FaultParam {}
 
 impl FaultParam {
     /// Allocates the fault data of `dev`, on `queue`, with one reference.
-    pub(crate) fn new(dev: &Device, queue: &Queue) -> Result<FaultParamRef> {
+    pub(crate) fn allocate(dev: &Device, queue: &Queue) -> Result<FaultParamRef> {
         let dev = NonNull::new(dev.as_raw()).ok_or(EINVAL)?;
         let param = KBox::pin_init(
             pin_init!(Self {
@@ -190,7 +190,7 @@ unsafe extern "C" fn free_rcu(head: *mut bindings::callback_head) {
     let head = head.cast::<Opaque<bindings::callback_head>>();
     // SAFETY: The caller guarantees `head` is the `rcu` field of a `FaultParam`.
     let param = unsafe { kernel::container_of!(head, FaultParam, rcu) };
-    // SAFETY: By the type invariant it was allocated by `FaultParam::new` as a
+    // SAFETY: By the type invariant it was allocated by `FaultParam::allocate` as a
     // pinned `KBox`; no reference remains, and it is dropped in place.
     drop(unsafe { Pin::new_unchecked(KBox::from_raw(param)) });
 }

@@ -20,9 +20,6 @@ extern "C" {
         pasid: u32,
         type_: c_uint,
     ) -> *mut bindings::iommu_attach_handle;
-
-    // iopf_exports.c: the rate limit of the core's warnings.
-    fn iopf_warn_ratelimit() -> bool;
 }
 
 /// `iommu_attach_handle_get()`: the handle attached to `pasid` of `group`,
@@ -37,10 +34,12 @@ pub(crate) fn attach_handle_get(
     unsafe { iommu_attach_handle_get(group, pasid, kind) }
 }
 
-/// Whether a rate-limited warning may be printed now.
-pub(crate) fn warn_ratelimit() -> bool {
-    // SAFETY: No arguments; `__ratelimit()` takes its own lock.
-    unsafe { iopf_warn_ratelimit() }
+/// A NULL where the C API needs a pointer: a driver bug, reported (rate
+/// limited per call site) with the function and the argument.
+macro_rules! null_argument {
+    ($func:literal, $arg:literal) => {
+        kernel::ratelimited!(pr_warn!("{}() called with a NULL {}\n", $func, $arg))
+    };
 }
 
 fn to_c(result: Result) -> c_int {
@@ -80,7 +79,12 @@ pub unsafe extern "C" fn iommu_report_device_fault(
     dev: *mut bindings::device,
     evt: *mut bindings::iopf_fault,
 ) -> c_int {
-    if dev.is_null() || evt.is_null() {
+    if dev.is_null() {
+        null_argument!("iommu_report_device_fault", "device");
+        return EINVAL.to_errno();
+    }
+    if evt.is_null() {
+        null_argument!("iommu_report_device_fault", "event");
         return EINVAL.to_errno();
     }
     // SAFETY: The caller passes a live device.
@@ -105,6 +109,7 @@ pub unsafe extern "C" fn iopf_group_response(
     status: bindings::iommu_page_response_code,
 ) {
     if group.is_null() {
+        null_argument!("iopf_group_response", "group");
         return;
     }
     // SAFETY: The caller passes a live group.
@@ -123,6 +128,7 @@ pub unsafe extern "C" fn iopf_group_response(
 #[export]
 pub unsafe extern "C" fn iopf_group_dequeue(group: *mut bindings::iopf_group) {
     if group.is_null() {
+        null_argument!("iopf_group_dequeue", "group");
         return;
     }
     // SAFETY: The caller passes a live group.
@@ -142,6 +148,7 @@ pub unsafe extern "C" fn iopf_group_dequeue(group: *mut bindings::iopf_group) {
 #[export]
 pub unsafe extern "C" fn iopf_free_group(group: *mut bindings::iopf_group) {
     if group.is_null() {
+        null_argument!("iopf_free_group", "group");
         return;
     }
     // SAFETY: The caller gives back a group it owned.
@@ -163,6 +170,7 @@ pub unsafe extern "C" fn iopf_queue_work(
     func: bindings::work_func_t,
 ) -> c_int {
     if group.is_null() || func.is_none() {
+        null_argument!("iopf_queue_work", "group or function");
         return EINVAL.to_errno();
     }
     // SAFETY: The caller passes a live group.
@@ -186,6 +194,7 @@ pub unsafe extern "C" fn iopf_queue_work(
 #[export]
 pub unsafe extern "C" fn iopf_queue_flush_dev(dev: *mut bindings::device) -> c_int {
     if dev.is_null() {
+        null_argument!("iopf_queue_flush_dev", "device");
         return EINVAL.to_errno();
     }
     // SAFETY: The caller passes a live device.
@@ -217,10 +226,11 @@ unsafe fn queue<'a>(queue: *mut bindings::iopf_queue) -> Option<&'a Queue> {
 #[export]
 pub unsafe extern "C" fn iopf_queue_alloc(name: *const c_char) -> *mut bindings::iopf_queue {
     if name.is_null() {
+        null_argument!("iopf_queue_alloc", "name");
         return core::ptr::null_mut();
     }
     // SAFETY: The caller passes a NUL-terminated string.
-    let name = unsafe { CStr::from_ptr(name.cast()) };
+    let name = unsafe { CStr::from_char_ptr(name) };
     match Queue::new(name) {
         // CAST: C only passes the pointer back; `queue()` casts it back.
         // SAFETY: The queue is never moved out of its box; iopf_queue_free() frees it.
@@ -242,6 +252,8 @@ pub unsafe extern "C" fn iopf_queue_alloc(name: *const c_char) -> *mut bindings:
 /// `queue` must be NULL or come from iopf_queue_alloc(); it is not used after.
 #[export]
 pub unsafe extern "C" fn iopf_queue_free(queue: *mut bindings::iopf_queue) {
+    // Silently, as kfree(NULL): drivers free a queue they may never have
+    // allocated (amd_iommu_iopf_uninit() without PPR support).
     if queue.is_null() {
         return;
     }
@@ -269,9 +281,11 @@ pub unsafe extern "C" fn iopf_queue_add_device(
 ) -> c_int {
     // SAFETY: Guaranteed by the caller.
     let Some(queue) = (unsafe { self::queue(queue) }) else {
+        null_argument!("iopf_queue_add_device", "queue");
         return EINVAL.to_errno();
     };
     if dev.is_null() {
+        null_argument!("iopf_queue_add_device", "device");
         return EINVAL.to_errno();
     }
     // SAFETY: The caller passes a live device.
@@ -300,9 +314,11 @@ pub unsafe extern "C" fn iopf_queue_remove_device(
 ) {
     // SAFETY: Guaranteed by the caller.
     let Some(queue) = (unsafe { self::queue(queue) }) else {
+        null_argument!("iopf_queue_remove_device", "queue");
         return;
     };
     if dev.is_null() {
+        null_argument!("iopf_queue_remove_device", "device");
         return;
     }
     // SAFETY: The caller passes a live device.
@@ -325,6 +341,7 @@ pub unsafe extern "C" fn iopf_queue_remove_device(
 pub unsafe extern "C" fn iopf_queue_discard_partial(queue: *mut bindings::iopf_queue) -> c_int {
     // SAFETY: Guaranteed by the caller.
     let Some(queue) = (unsafe { self::queue(queue) }) else {
+        null_argument!("iopf_queue_discard_partial", "queue");
         return EINVAL.to_errno();
     };
     queue.discard_partial();

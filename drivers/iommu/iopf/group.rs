@@ -221,7 +221,7 @@ impl Group {
                 work,
                 func,
                 false,
-                c"iopf_group::work".as_ptr().cast(),
+                c"iopf_group::work".as_char_ptr(),
                 kernel::static_lock_class!().as_ptr(),
             )
         };
@@ -316,7 +316,7 @@ mod tests {
         // SAFETY: `raw` lives until the end of the test.
         let dev = unsafe { Device::from_raw(KBox::into_raw(raw)) };
         let queue = Queue::new(c"iopf-kunit")?;
-        let param = FaultParam::new(dev, &queue)?;
+        let param = FaultParam::allocate(dev, &queue)?;
         for (grpid, addr) in [(3, 0x1000), (4, 0x2000), (3, 0x3000)] {
             param.partials(|held| held.hold(Fault::boxed(&request(grpid, addr, false))?))?;
         }

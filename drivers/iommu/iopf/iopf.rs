@@ -24,6 +24,10 @@
 //!
 //! See `Documentation/iommu/iopf-rust.rst` for the lock order and lifetimes.
 
+/// The prefix of `pr_*!` messages (`module!` defines it for modules; this
+/// crate is built in).
+const __LOG_PREFIX: &[u8] = b"iopf\0";
+
 mod device;
 mod fault;
 mod fault_param;

@@ -62,18 +62,24 @@ impl Queue {
     /// (`iopf_queue_add_device()`).
     pub(crate) fn add_device(&self, dev: &Device) -> Result {
         if dev.ops().and_then(|ops| ops.page_response).is_none() {
+            warn_ratelimited!(
+                dev,
+                "iopf: adding a device whose IOMMU has no page_response()\n"
+            );
             return Err(ENODEV);
         }
         let (Some(iommu_lock), Some(slot)) = (dev.iommu_lock(), dev.fault_param_slot()) else {
+            warn_ratelimited!(dev, "iopf: adding a device without IOMMU data\n");
             return Err(ENODEV);
         };
         // Lock order, as in C: queue, then dev->iommu->lock.
         let mut devices = self.devices.lock();
         let _iommu = iommu_lock.lock();
         if !slot.dereference_protected().is_null() {
+            warn_ratelimited!(dev, "iopf: adding a device that is already on a queue\n");
             return Err(EBUSY);
         }
-        let param = FaultParam::new(dev, self)?;
+        let param = FaultParam::allocate(dev, self)?;
         let published = param.as_c();
         devices.push(param, GFP_KERNEL)?;
         slot.publish(published);

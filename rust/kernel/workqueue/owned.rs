@@ -50,7 +50,7 @@ impl OwnedQueue {
         // lives across the call; the other arguments are plain values.
         let wq = unsafe {
             bindings::alloc_workqueue_noprof(
-                c"%pA".as_ptr().cast(),
+                c"%pA".as_char_ptr(),
                 flags,
                 max_active,
                 core::ptr::from_ref(&name).cast::<c_void>(),
