@@ -101,7 +101,7 @@ pub fn build_profile(
     let work = ws.work_tree();
     // One build at a time: the overlay and the build dirs are shared. The
     // time reported is the build's, not the wait for another one.
-    let _lock = lock(&ws.cache.join("build.lock"))?;
+    let _lock = build_lock(ws)?;
     let start = Instant::now();
     let plan = overlay::plan(&ws.repo, &pristine)?;
     let applied = overlay::apply(&pristine, &work, &plan)?;
@@ -182,10 +182,11 @@ pub fn build_profile(
     })
 }
 
-/// Takes an exclusive lock on `path`, waiting for other xtask processes:
-/// the work tree and build dirs are shared by every command.
-fn lock(path: &Path) -> Result<fs::File> {
-    let file = fs::File::create(path)?;
+/// Takes the exclusive build lock, waiting for other xtask processes: the
+/// work tree and build dirs are shared by every command.
+pub fn build_lock(ws: &Workspace) -> Result<fs::File> {
+    let path = ws.cache.join("build.lock");
+    let file = fs::File::create(&path)?;
     if file.try_lock().is_err() {
         eprintln!("==> waiting for another xtask build ({})", path.display());
         file.lock()?;

@@ -222,7 +222,7 @@ pub(crate) fn check_busybox() -> Result<()> {
 /// packs the initramfs. Holds the build lock: it reads the work tree and
 /// runs make in the build dir, which a concurrent build would change.
 fn prepare(ws: &Workspace, built: &Built, selection: &Selection) -> Result<PathBuf> {
-    let _lock = lock(&ws.cache.join("build.lock"))?;
+    let _lock = kernel::build_lock(ws)?;
     let build = ws.build_dir(built.arch, built.variant);
     let mut cmd = toolchain::make(
         &ws.work_tree(),
@@ -242,17 +242,6 @@ fn prepare(ws: &Workspace, built: &Built, selection: &Selection) -> Result<PathB
         programs.push((name.to_string(), bin));
     }
     initramfs(&build.join("usr/gen_init_cpio"), &out, &programs, selection)
-}
-
-/// Takes the exclusive lock that serializes xtask's use of the work tree
-/// and build dirs (the same file `kernel::build_with_jobs` locks).
-fn lock(path: &Path) -> Result<fs::File> {
-    let file = fs::File::create(path)?;
-    if file.try_lock().is_err() {
-        eprintln!("==> waiting for another xtask build ({})", path.display());
-        file.lock()?;
-    }
-    Ok(file)
 }
 
 /// Per-test timeout of the kselftest harness, in seconds, for the guest.

@@ -70,14 +70,18 @@ pub(crate) fn report(dev: &Device, evt: *mut bindings::iopf_fault) -> Result {
         return Err(EINVAL);
     }
     let Some((handle, handler)) = find_handler(dev, fault) else {
-        // No fault-capable domain: a race with unbinding, or a driver that
-        // reports for a device it never set up.
-        warn_ratelimited!(
-            dev,
-            "iopf: no fault handler for pasid {} group {}, answered invalid\n",
-            fault.pasid(),
-            fault.grpid()
-        );
+        if FaultParam::get(dev).is_none() {
+            // A driver bug: reporting for a device it never added to a queue.
+            warn_ratelimited!(dev, "iopf: page request for a device on no queue\n");
+        } else {
+            // No fault-capable domain, e.g. a race with unbinding the PASID.
+            warn_ratelimited!(
+                dev,
+                "iopf: no fault handler for pasid {} group {}, answered invalid\n",
+                fault.pasid(),
+                fault.grpid()
+            );
+        }
         return reject(dev, evt);
     };
     let Some(param) = FaultParam::get(dev) else {
