@@ -298,3 +298,55 @@ pub fn run_logged(mut cmd: std::process::Command, log: &Path, what: &str) -> Res
     eprintln!("{}", shown.join("\n"));
     bail!("{what} failed; full log: {}", log.display())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    const PROFILES: [Profile; 4] = [
+        Profile::Test,
+        Profile::Bench,
+        Profile::Kcsan,
+        Profile::BenchInlineHelpers,
+    ];
+
+    fn configs() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
+    }
+
+    #[test]
+    fn every_fragment_of_every_kernel_exists_and_parses() {
+        for profile in PROFILES {
+            for arch in [Arch::X86_64, Arch::Arm64] {
+                for variant in [Variant::C, Variant::Rust] {
+                    let late = profile.late_fragment().map(str::to_owned);
+                    for frag in fragments(arch, variant, profile).into_iter().chain(late) {
+                        let text = fs::read_to_string(configs().join(&frag))
+                            .unwrap_or_else(|e| panic!("{frag}: {e}"));
+                        Fragment::parse(&text).unwrap_or_else(|e| panic!("{frag}: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn inline_helpers_come_late_and_only_for_their_bench_kernel() {
+        let late = |p: Profile| p.late_fragment();
+        assert_eq!(late(Profile::Test), None);
+        assert_eq!(late(Profile::Bench), None);
+        assert_eq!(late(Profile::Kcsan), None);
+        let frag = late(Profile::BenchInlineHelpers).unwrap();
+        let text = fs::read_to_string(configs().join(frag)).unwrap();
+        let parsed = Fragment::parse(&text).unwrap();
+        assert_eq!(parsed.get("EXPERT"), Some(&Some("y".to_owned())));
+        assert_eq!(
+            parsed.get("RUST_INLINE_HELPERS"),
+            Some(&Some("y".to_owned()))
+        );
+        let suffixes: BTreeSet<_> = PROFILES.iter().map(|p| p.suffix()).collect();
+        assert_eq!(suffixes.len(), PROFILES.len(), "build dirs must differ");
+    }
+}
