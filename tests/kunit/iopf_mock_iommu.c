@@ -349,6 +349,22 @@ void iopf_mock_iommu_set_tap(struct iopf_mock_iommu *mock, iopf_mock_tap_fn fn,
 	WRITE_ONCE(mock->tap, fn);
 }
 
+/**
+ * iopf_mock_release_removed_group() - Free a group after its device's removal
+ * @group: a group that its handler kept pending, and that
+ *         iopf_queue_remove_device() answered
+ *
+ * io-pgfault.c frees the pending groups of a device it removes; the Rust core
+ * answers them but leaves them to their handlers, who may still be using them
+ * (a work item queued and not run yet), and who free them. The response of
+ * the handler, if it sends one, is dropped.
+ */
+void iopf_mock_release_removed_group(struct iopf_group *group)
+{
+	if (IS_ENABLED(CONFIG_IOMMU_IOPF_RUST))
+		iopf_free_group(group);
+}
+
 KUNIT_DEFINE_ACTION_WRAPPER(iopf_mock_dev_unregister, device_unregister,
 			    struct device *);
 

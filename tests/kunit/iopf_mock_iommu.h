@@ -89,4 +89,11 @@ iopf_mock_attach_pasid(struct kunit *test, struct iommu_domain *domain,
 		       struct iommu_attach_handle *handle);
 void iopf_mock_detach(struct kunit *test, struct iopf_mock_attach *attach);
 
+/*
+ * A group that its handler kept pending was answered IOMMU_PAGE_RESP_INVALID
+ * by iopf_queue_remove_device(). io-pgfault.c also freed it there; the Rust
+ * core leaves it to its handler, which frees it with this.
+ */
+void iopf_mock_release_removed_group(struct iopf_group *group);
+
 #endif /* _IOPF_MOCK_IOMMU_H */

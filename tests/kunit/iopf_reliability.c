@@ -455,12 +455,23 @@ static void *rel_kvcalloc(struct kunit *test, size_t n, size_t size)
 /* Takes @rd off the queue, as drivers do: flush first, then remove. */
 static void rel_remove(struct rel_dev *rd)
 {
+	struct iopf_group *group, *next;
+
 	lockdep_assert_held(&rd->member);
 	if (!rd->on_queue)
 		return;
 	iopf_queue_flush_dev(rd->dev);
 	iopf_queue_remove_device(rd->ctx->queue, rd->dev);
-	/* The removal answered and freed the groups still pending. */
+	/*
+	 * The removal answered the groups still pending; io-pgfault.c freed
+	 * them, the Rust core leaves them to their handler.
+	 */
+	if (IS_ENABLED(CONFIG_IOMMU_IOPF_RUST)) {
+		list_for_each_entry_safe(group, next, &rd->kept, node) {
+			list_del_init(&group->node);
+			iopf_mock_release_removed_group(group);
+		}
+	}
 	INIT_LIST_HEAD(&rd->kept);
 	rd->nkept = 0;
 	rd->on_queue = false;
@@ -654,6 +665,40 @@ static void iopf_rel_report_unattached(struct kunit *test)
 	ctx->scenarios = 3;
 
 	rel_account(test, ctx, NULL);
+}
+
+/*
+ * Rust only: a report for a device with IOMMU data but in no iommu group (a
+ * driver bug). io-pgfault.c dereferences the NULL group to find the handler;
+ * the Rust core finds none, answers INVALID and fails with -EINVAL.
+ */
+static void iopf_rel_report_no_iommu_group(struct kunit *test)
+{
+#ifndef CONFIG_IOMMU_IOPF_RUST
+	kunit_skip(test, "io-pgfault.c dereferences dev->iommu_group");
+#else
+	struct rel_ctx *ctx = rel_setup(test, 1);
+	struct device *dev = ctx->devs[0].dev;
+	struct iommu_group *group;
+	struct iopf_fault rid, pasid;
+
+	rel_attach(ctx, 0);
+	rel_add(ctx, 0);
+	rid = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 1, REL_INVALID);
+	pasid = rel_fault(ctx, REL_PASID, true, 2, true, REL_ANSWER, 1,
+			  REL_INVALID);
+	group = dev->iommu_group;
+	dev->iommu_group = NULL;
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &rid), -EINVAL);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &pasid), -EINVAL);
+	dev->iommu_group = group;
+	expect_resp(test, ctx, &rid, 1, IOMMU_PAGE_RESP_INVALID);
+	expect_resp(test, ctx, &pasid, 1, IOMMU_PAGE_RESP_INVALID);
+	KUNIT_EXPECT_EQ(test, atomic_read(&ctx->delivered), 0);
+	ctx->scenarios = 2;
+
+	rel_account(test, ctx, NULL);
+#endif
 }
 
 /*
@@ -913,12 +958,13 @@ static unsigned long rel_slab_pages(void)
  * rel_flood (1,000,000) requests without the Last Page flag, spread over
  * every group index, that no last request ever completes. The Rust core
  * holds at most CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL of them per device
- * (dropping the oldest group), so its memory stays bounded; io-pgfault.c
- * holds every one of them until the device is removed. The last requests
- * sent afterwards show how many are held: for Rust, one per group index, all
- * of them summed; for C, one group index (walking all the held partials for
- * each of 512 last requests takes too long under emulation), which must
- * hold all of its own. The peak growth of unreclaimable slab memory over the
+ * (dropping the oldest group, whose later partials it drops too), so its
+ * memory stays bounded; io-pgfault.c holds every one of them until the
+ * device is removed. The last requests sent afterwards show it: for Rust,
+ * one per group index, refused INVALID if its group lost requests, or
+ * delivered with all of its partials; for C, one group index (walking all the held
+ * partials for each of 512 last requests takes too long under emulation),
+ * which must hold all of its own. The peak growth of unreclaimable slab memory over the
  * flood is printed (on a KASAN kernel it includes the quarantine of freed
  * objects, and with kmemleak its metadata).
  */
@@ -927,9 +973,9 @@ static void iopf_rel_partial_flood(struct kunit *test)
 	struct rel_ctx *ctx = rel_setup(test, 1);
 	struct device *dev = ctx->devs[0].dev;
 	unsigned long base, peak, pages;
-	unsigned int i, errors = 0, probed;
+	unsigned int i, errors = 0, probed, refused = 0;
 	struct iopf_fault evt, l;
-	char extra[128];
+	char extra[160];
 	u64 held, ms;
 	ktime_t start;
 
@@ -958,15 +1004,45 @@ static void iopf_rel_partial_flood(struct kunit *test)
 
 	probed = rel_is_rust() ? REL_PRG_INDEXES : 1;
 	for (i = 0; i < probed; i++) {
+#ifdef CONFIG_IOMMU_IOPF_RUST
+		/*
+		 * The groups that lost requests to the bound are refused
+		 * INVALID; the others come whole, with every partial of theirs
+		 * that the flood sent.
+		 */
+		l = rel_fault(ctx, 0, false, i, true,
+			      REL_ANSWER | REL_SUM | REL_RECORD, 1,
+			      REL_OK | REL_INVALID);
+		ctx->rec.last = 0;
+		KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
+		KUNIT_EXPECT_EQ(test, rel_got(ctx, &l), 1);
+		if (rel_code(ctx, &l) == IOMMU_PAGE_RESP_INVALID) {
+			KUNIT_EXPECT_NE(test, ctx->rec.last, rel_seq(&l.fault));
+			refused++;
+			continue;
+		}
+		KUNIT_EXPECT_EQ_MSG(test, ctx->rec.fault_count - 1,
+				    (size_t)DIV_ROUND_UP(rel_flood - i,
+							 REL_PRG_INDEXES),
+				    "partials of group %u", i);
+#else
 		l = rel_last(ctx, i, REL_ANSWER | REL_SUM);
 		KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
 		expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+#endif
 	}
 	held = atomic64_read(&ctx->partials_delivered);
 #ifdef CONFIG_IOMMU_IOPF_RUST
 	KUNIT_EXPECT_LE_MSG(test, held, (u64)CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL,
 			    "partials held by one device");
-	KUNIT_EXPECT_GT(test, held, 0);
+	KUNIT_EXPECT_GT(test, refused, 0);
+	/* The refusals forgot the losses: a complete group goes through. */
+	l = rel_partial(ctx, 7);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
+	l = rel_last(ctx, 7, REL_ANSWER | REL_RECORD);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
+	expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	KUNIT_EXPECT_EQ(test, ctx->rec.fault_count, 2);
 #else
 	/* Group index 0 got one request in every REL_PRG_INDEXES. */
 	KUNIT_EXPECT_EQ_MSG(test, held,
@@ -976,8 +1052,9 @@ static void iopf_rel_partial_flood(struct kunit *test)
 	rel_remove_now(ctx, 0);
 
 	snprintf(extra, sizeof(extra),
-		 "flood=%u peak_slab_kb=%lu held=%llu probed_groups=%u flood_ms=%llu",
-		 rel_flood, (peak - base) * (PAGE_SIZE / 1024), held, probed, ms);
+		 "flood=%u peak_slab_kb=%lu held=%llu probed_groups=%u refused_groups=%u flood_ms=%llu",
+		 rel_flood, (peak - base) * (PAGE_SIZE / 1024), held, probed,
+		 refused, ms);
 	rel_account(test, ctx, extra);
 }
 
@@ -1018,8 +1095,12 @@ static void rel_failslab_restore(void *data)
 	*fs->verbose = fs->saved_verbose;
 }
 
-/* Arms failslab for fail-nth, or skips the case if the kernel lacks it. */
-static void rel_failslab_arm(struct kunit *test)
+/*
+ * Arms failslab for fail-nth, or skips the case if the kernel lacks it. With
+ * @reclaiming, every allocation may be failed; without, only those that do
+ * not reclaim (failslab's ignore-gfp-wait).
+ */
+static void rel_failslab_arm(struct kunit *test, bool reclaiming)
 {
 #if IS_ENABLED(CONFIG_FAILSLAB) && IS_ENABLED(CONFIG_FAULT_INJECTION_DEBUG_FS)
 	struct rel_failslab *fs;
@@ -1037,7 +1118,7 @@ static void rel_failslab_arm(struct kunit *test)
 		kunit_skip(test, "failslab's debugfs attributes not found");
 	fs->saved_ignore = *fs->ignore_gfp_wait;
 	fs->saved_verbose = *fs->verbose;
-	*fs->ignore_gfp_wait = false;
+	*fs->ignore_gfp_wait = !reclaiming;
 	*fs->verbose = 0;
 	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
 			rel_failslab_restore, fs), 0);
@@ -1078,6 +1159,9 @@ static bool rel_fail_nth_end(void)
  * has no allocation left to fail. Each run reports two partial requests of
  * group 1, one of group 2, then the last requests of groups 1 and 2:
  * - a partial whose allocation fails is not held (-ENOMEM), the others are;
+ *   with the Rust core, a partial whose group cannot be indexed (the index
+ *   grows without reclaim) is dropped, and its group's last request is
+ *   answered INVALID;
  * - a last request whose group cannot be allocated is answered FAILURE and
  *   its group's held partials are freed (report returns 0); otherwise its
  *   handler gets exactly the partials that were held, and answers SUCCESS;
@@ -1088,15 +1172,17 @@ static bool rel_fail_nth_end(void)
  */
 static void iopf_rel_fail_nth_report(struct kunit *test)
 {
-	unsigned int n, i, enomem = 0, aborted = 0;
+	/* Rust: a group whose first partial could not be indexed is refused. */
+	const u8 refused = rel_is_rust() ? REL_INVALID : 0;
+	unsigned int n, i, enomem = 0, aborted = 0, indexless = 0;
 	struct iopf_fault p[3], l[2], again;
 	struct rel_ctx *ctx;
 	struct device *dev;
 	int ret[3];
-	char extra[96];
+	char extra[128];
 	bool hit = true;
 
-	rel_failslab_arm(test);
+	rel_failslab_arm(test, true);
 	ctx = rel_setup(test, 1);
 	dev = ctx->devs[0].dev;
 	rel_attach(ctx, 0);
@@ -1107,9 +1193,9 @@ static void iopf_rel_fail_nth_report(struct kunit *test)
 		p[1] = rel_partial(ctx, 1);
 		p[2] = rel_partial(ctx, 2);
 		l[0] = rel_fault(ctx, 0, false, 1, true, REL_ANSWER | REL_RECORD,
-				 1, REL_OK | REL_FAILURE);
+				 1, REL_OK | REL_FAILURE | refused);
 		l[1] = rel_fault(ctx, 0, false, 2, true, REL_ANSWER, 1,
-				 REL_OK | REL_FAILURE);
+				 REL_OK | REL_FAILURE | refused);
 		ctx->rec.last = 0;
 		atomic_set(&ctx->delivered, 0);
 
@@ -1141,12 +1227,18 @@ static void iopf_rel_fail_nth_report(struct kunit *test)
 				KUNIT_EXPECT_EQ_MSG(test, ctx->rec.seqs[i], want[i],
 						    "n=%u: fault %u of group 1", n, i);
 			expect_resp(test, ctx, &l[0], 1, IOMMU_PAGE_RESP_SUCCESS);
+		} else if (rel_code(ctx, &l[0]) == IOMMU_PAGE_RESP_INVALID) {
+			/* Rust: its first partial could not be indexed. */
+			KUNIT_EXPECT_TRUE_MSG(test, refused, "n=%u", n);
+			indexless++;
 		} else {
 			expect_resp(test, ctx, &l[0], 1, IOMMU_PAGE_RESP_FAILURE);
 			aborted++;
 		}
 		if (rel_code(ctx, &l[1]) == IOMMU_PAGE_RESP_FAILURE)
 			aborted++;
+		if (rel_code(ctx, &l[1]) == IOMMU_PAGE_RESP_INVALID)
+			indexless++;
 		KUNIT_EXPECT_EQ(test, rel_got(ctx, &l[1]), 1);
 		KUNIT_EXPECT_EQ_MSG(test, atomic_read(&ctx->delivered),
 				    2 - (rel_code(ctx, &l[0]) != 0) -
@@ -1173,9 +1265,58 @@ static void iopf_rel_fail_nth_report(struct kunit *test)
 	rel_remove_now(ctx, 0);
 	KUNIT_EXPECT_EQ(test, rel_responses(ctx), n);
 
-	snprintf(extra, sizeof(extra), "partial_enomem=%u groups_aborted=%u",
-		 enomem, aborted);
+	snprintf(extra, sizeof(extra),
+		 "partial_enomem=%u groups_aborted=%u groups_indexless=%u",
+		 enomem, aborted, indexless);
 	rel_account(test, ctx, extra);
+}
+
+/*
+ * Rust only: the index of a device's held partials is allocated under its
+ * fault lock, which every page response takes, so it is allocated without
+ * reclaim. With only the allocations that do not reclaim failed (failslab's
+ * ignore-gfp-wait), a device's first partial cannot be indexed: it is
+ * dropped, and its group's last request refused INVALID, not handed over
+ * incomplete. With memory, the group goes through.
+ */
+static void iopf_rel_index_alloc_no_reclaim(struct kunit *test)
+{
+#ifndef CONFIG_IOMMU_IOPF_RUST
+	kunit_skip(test, "io-pgfault.c holds partials on a list: no index to allocate");
+#else
+	struct iopf_fault p, l;
+	struct rel_ctx *ctx;
+	struct device *dev;
+	bool hit;
+
+	rel_failslab_arm(test, false);
+	ctx = rel_setup(test, 1);
+	dev = ctx->devs[0].dev;
+	rel_attach(ctx, 0);
+	rel_add(ctx, 0);
+
+	p = rel_partial(ctx, 1);
+	rel_fail_nth_begin(1);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &p), 0);
+	hit = rel_fail_nth_end();
+	KUNIT_EXPECT_TRUE_MSG(test, hit,
+			      "the first partial allocated nothing without reclaim");
+	ctx->injected += hit;
+	l = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 1, REL_INVALID);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
+	expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_INVALID);
+	KUNIT_EXPECT_EQ(test, atomic_read(&ctx->delivered), 0);
+
+	p = rel_partial(ctx, 1);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &p), 0);
+	l = rel_last(ctx, 1, REL_ANSWER | REL_RECORD);
+	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
+	expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	KUNIT_EXPECT_EQ(test, ctx->rec.fault_count, 2);
+	ctx->scenarios = 2;
+
+	rel_account(test, ctx, NULL);
+#endif
 }
 
 /*
@@ -1193,7 +1334,7 @@ static void iopf_rel_fail_nth_add_device(struct kunit *test)
 	bool hit = true;
 	int ret;
 
-	rel_failslab_arm(test);
+	rel_failslab_arm(test, true);
 	ctx = rel_setup(test, 1);
 	rd = &ctx->devs[0];
 	rel_attach(ctx, 0);
@@ -1482,6 +1623,7 @@ static struct kunit_case iopf_rel_cases[] = {
 	KUNIT_CASE(iopf_rel_bad_fault_type),
 	KUNIT_CASE(iopf_rel_report_unattached),
 	KUNIT_CASE(iopf_rel_report_no_fault_data),
+	KUNIT_CASE(iopf_rel_report_no_iommu_group),
 	KUNIT_CASE(iopf_rel_remove_wrong_queue),
 	KUNIT_CASE(iopf_rel_flush_after_remove),
 	KUNIT_CASE(iopf_rel_null_queue),
@@ -1489,6 +1631,7 @@ static struct kunit_case iopf_rel_cases[] = {
 	KUNIT_CASE(iopf_rel_add_device_twice),
 	KUNIT_CASE_SLOW(iopf_rel_partial_flood),
 	KUNIT_CASE(iopf_rel_fail_nth_report),
+	KUNIT_CASE(iopf_rel_index_alloc_no_reclaim),
 	KUNIT_CASE(iopf_rel_fail_nth_add_device),
 	KUNIT_CASE_SLOW(iopf_rel_stress),
 	{}

@@ -68,6 +68,10 @@ struct iopf_test_handle {
 	unsigned int work_delay_ms;
 	bool dequeue;
 	bool check_groups;
+	/* The work item waits for work_release before it answers. */
+	bool hold_work;
+	/* The handler queues the work item a second time, as soon as queued. */
+	bool queue_twice;
 
 	/* What happened */
 	spinlock_t lock;
@@ -77,6 +81,12 @@ struct iopf_test_handle {
 	struct iopf_group *kept[IOPF_TEST_MAX_KEPT];
 	atomic_t works_done;
 	atomic_t bad_groups;
+	struct completion work_started;
+	struct completion work_release;
+	struct completion work_done;
+	/* queue_twice: the second iopf_queue_work(), and whether the work had started */
+	int second_queue_ret;
+	bool started_before_second;
 };
 
 /* A device on an IOPF queue, removed at the end of the test. */
@@ -272,17 +282,25 @@ static void iopf_test_work(struct work_struct *work)
 	struct iopf_group *group = container_of(work, struct iopf_group, work);
 	struct iopf_test_handle *h = to_test_handle(group->attach_handle);
 
+	complete(&h->work_started);
+	if (h->hold_work)
+		wait_for_completion(&h->work_release);
 	if (h->work_delay_ms)
 		msleep(h->work_delay_ms);
-	iopf_group_response(group, h->code);
-	iopf_free_group(group);
+	/* queue_twice: the test answers and frees the group, once it ran. */
+	if (!h->queue_twice) {
+		iopf_group_response(group, h->code);
+		iopf_free_group(group);
+	}
 	atomic_inc(&h->works_done);
+	complete(&h->work_done);
 }
 
 static int iopf_test_handler(struct iopf_group *group)
 {
 	struct iopf_test_handle *h = to_test_handle(group->attach_handle);
 	unsigned long flags;
+	int ret;
 
 	if (h->check_groups && !iopf_test_group_ok(group))
 		atomic_inc(&h->bad_groups);
@@ -294,7 +312,14 @@ static int iopf_test_handler(struct iopf_group *group)
 		iopf_free_group(group);
 		return 0;
 	case IOPF_TEST_DEFER:
-		return iopf_queue_work(group, iopf_test_work);
+		ret = iopf_queue_work(group, iopf_test_work);
+		if (!ret && h->queue_twice) {
+			h->started_before_second = completion_done(&h->work_started);
+			h->second_queue_ret = iopf_queue_work(group, iopf_test_work);
+			/* The test answers the group once the work item ran. */
+			h->kept[h->nkept++] = group;
+		}
+		return ret;
 	case IOPF_TEST_FAIL:
 		return -EIO;
 	case IOPF_TEST_KEEP:
@@ -371,6 +396,19 @@ static void iopf_test_forget_kept(struct iopf_test_handle *h)
 	spin_lock_irqsave(&h->lock, flags);
 	h->nkept = 0;
 	spin_unlock_irqrestore(&h->lock, flags);
+}
+
+/*
+ * @h's kept groups were answered when their device left its queue, and are
+ * given up (iopf_mock_release_removed_group()).
+ */
+static void iopf_test_release_kept(struct iopf_test_handle *h)
+{
+	unsigned int i;
+
+	for (i = 0; i < h->nkept; i++)
+		iopf_mock_release_removed_group(h->kept[i]);
+	iopf_test_forget_kept(h);
 }
 
 /* Setup */
@@ -482,6 +520,9 @@ iopf_test_attach(struct kunit *test, struct iopf_mock_iommu *mock,
 	spin_lock_init(&h->lock);
 	atomic_set(&h->works_done, 0);
 	atomic_set(&h->bad_groups, 0);
+	init_completion(&h->work_started);
+	init_completion(&h->work_release);
+	init_completion(&h->work_done);
 	h->mode = mode;
 	h->code = IOMMU_PAGE_RESP_SUCCESS;
 
@@ -691,8 +732,10 @@ static void iopf_test_partials_match_grpid_only(struct kunit *test)
 
 /*
  * Rust only: a device holds at most CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL
- * partials. Past that, the oldest incomplete group is dropped whole, so its
- * last page later makes a group of one; the other groups stay complete.
+ * partials. Past that, the oldest incomplete group is dropped whole, and no
+ * handler sees it: its later partials are dropped too and its last page is
+ * answered INVALID by the core. The other groups stay complete, and the group
+ * index is usable again afterwards.
  */
 static void iopf_test_partial_bound(struct kunit *test)
 {
@@ -701,7 +744,7 @@ static void iopf_test_partial_bound(struct kunit *test)
 #else
 	const unsigned int max = CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL;
 	struct iopf_test_env *env = iopf_test_setup(test, 0, 1);
-	struct iopf_fault old, first2, p, young, l1, l2, l3;
+	struct iopf_fault old, first2, p, young, late, l1, l2, l3, again, l1b;
 	struct device *dev = env->dev[0];
 	struct iopf_test_handle *h;
 	struct iopf_test_member *m;
@@ -719,9 +762,11 @@ static void iopf_test_partial_bound(struct kunit *test)
 		p = make_fault(0, 2, false, false);
 		KUNIT_ASSERT_EQ(test, iommu_report_device_fault(dev, &p), 0);
 	}
-	/* One past the bound: group 1 goes. */
+	/* One past the bound: group 1 goes, and so does its next partial. */
 	young = make_fault(0, 3, false, false);
 	report_fault(test, dev, &young, 0);
+	late = make_fault(0, 1, false, false);
+	report_fault(test, dev, &late, 0);
 
 	l1 = make_fault(0, 1, true, false);
 	report_fault(test, dev, &l1, 0);
@@ -730,18 +775,25 @@ static void iopf_test_partial_bound(struct kunit *test)
 	l3 = make_fault(0, 3, true, false);
 	report_fault(test, dev, &l3, 0);
 
-	KUNIT_ASSERT_EQ(test, iopf_test_deliveries(h), 3);
-	EXPECT_GROUP(test, h, 0, &l1);
-	KUNIT_EXPECT_EQ(test, h->deliveries[1].fault_count, (size_t)max);
-	KUNIT_EXPECT_EQ(test, h->deliveries[1].nfaults, max);
-	KUNIT_EXPECT_TRUE(test, fault_eq(&h->deliveries[1].faults[0],
+	KUNIT_ASSERT_EQ(test, iopf_test_deliveries(h), 2);
+	KUNIT_EXPECT_EQ(test, h->deliveries[0].fault_count, (size_t)max);
+	KUNIT_EXPECT_EQ(test, h->deliveries[0].nfaults, max);
+	KUNIT_EXPECT_TRUE(test, fault_eq(&h->deliveries[0].faults[0],
 					 &first2.fault));
-	KUNIT_EXPECT_TRUE(test, fault_eq(&h->deliveries[1].last, &l2.fault));
-	EXPECT_GROUP(test, h, 2, &young, &l3);
+	KUNIT_EXPECT_TRUE(test, fault_eq(&h->deliveries[0].last, &l2.fault));
+	EXPECT_GROUP(test, h, 1, &young, &l3);
 	expect_log_count(test, env->log, 3);
-	expect_resp(test, env->log, 0, dev, &l1, IOMMU_PAGE_RESP_SUCCESS);
+	expect_resp(test, env->log, 0, dev, &l1, IOMMU_PAGE_RESP_INVALID);
 	expect_resp(test, env->log, 1, dev, &l2, IOMMU_PAGE_RESP_SUCCESS);
 	expect_resp(test, env->log, 2, dev, &l3, IOMMU_PAGE_RESP_SUCCESS);
+
+	/* Its last page refused, group index 1 starts afresh. */
+	again = make_fault(0, 1, false, false);
+	report_fault(test, dev, &again, 0);
+	l1b = make_fault(0, 1, true, false);
+	report_fault(test, dev, &l1b, 0);
+	EXPECT_GROUP(test, h, 2, &again, &l1b);
+	expect_resp(test, env->log, 3, dev, &l1b, IOMMU_PAGE_RESP_SUCCESS);
 
 	expect_idle_at_removal(test, env, m);
 #endif
@@ -1107,9 +1159,9 @@ static void iopf_test_group_dequeue(struct kunit *test)
 	EXPECT_GROUP(test, hp, 0, &pc, &lc);
 	expect_log_count(test, env->log, 1);
 
-	/* The removal answers the pending group only, and frees it. */
+	/* The removal answers the pending group only. */
 	iopf_test_remove_device(test, m);
-	iopf_test_forget_kept(hp);
+	iopf_test_release_kept(hp);
 	expect_log_count(test, env->log, 2);
 	expect_resp(test, env->log, 1, dev, &lc, IOMMU_PAGE_RESP_INVALID);
 
@@ -1290,7 +1342,7 @@ static void iopf_test_discard_partial(struct kunit *test)
 
 	/* The kept group is still pending: the removal answers it. */
 	iopf_test_remove_device(test, m3);
-	iopf_test_forget_kept(h3);
+	iopf_test_release_kept(h3);
 	expect_log_count(test, env->log, 5);
 	expect_resp(test, env->log, 4, d3, &lk, IOMMU_PAGE_RESP_INVALID);
 
@@ -1332,8 +1384,8 @@ static void iopf_test_remove_device_pending(struct kunit *test)
 	expect_log_count(test, env->log, 0);
 
 	iopf_test_remove_device(test, m);
-	iopf_test_forget_kept(hr);
-	iopf_test_forget_kept(hp);
+	iopf_test_release_kept(hr);
+	iopf_test_release_kept(hp);
 	expect_log_count(test, env->log, 3);
 	expect_resp_once(test, env->log, dev, &l1, IOMMU_PAGE_RESP_INVALID);
 	expect_resp_once(test, env->log, dev, &l2, IOMMU_PAGE_RESP_INVALID);
@@ -1474,8 +1526,8 @@ static void iopf_test_queue_free_removes_devices(struct kunit *test)
 	kunit_remove_action(test, iopf_test_remove_action, m0);
 	kunit_release_action(test, iopf_test_queue_free_action, env->queue);
 	env->queue = NULL;
-	iopf_test_forget_kept(h0);
-	iopf_test_forget_kept(h1);
+	iopf_test_release_kept(h0);
+	iopf_test_release_kept(h1);
 
 	expect_log_count(test, env->log, 3);
 	expect_resp_once(test, env->log, d0, &l1, IOMMU_PAGE_RESP_INVALID);
@@ -1495,6 +1547,131 @@ static void iopf_test_queue_free_removes_devices(struct kunit *test)
 
 	expect_idle_at_removal(test, env, m1);
 	expect_idle_at_removal(test, env, m0);
+}
+
+/* Releases the work item of @data's test handle when the removal answers. */
+static void iopf_test_release_on_answer(void *data, struct device *dev,
+					const struct iopf_fault *evt,
+					const struct iommu_page_response *msg)
+{
+	struct iopf_test_handle *h = data;
+
+	complete(&h->work_release);
+}
+
+/*
+ * Rust only: a group handed to the queue's workqueue when its device leaves
+ * the queue without iopf_queue_flush_dev() first (arm-smmu-v3's
+ * arm_smmu_disable_iopf() does not flush). The removal answers the group
+ * INVALID, once, but the group stays its work item's, which runs afterwards:
+ * its own response is dropped and it frees the group.
+ */
+static void iopf_test_remove_with_work_queued(struct kunit *test)
+{
+#ifndef CONFIG_IOMMU_IOPF_RUST
+	kunit_skip(test, "io-pgfault.c frees the group on removal while its work item holds it: a use-after-free");
+#else
+	struct iopf_test_env *env = iopf_test_setup(test, 0, 1);
+	struct device *dev = env->dev[0];
+	struct iopf_test_handle *h;
+	struct iopf_test_member *m;
+	struct iopf_fault l;
+
+	h = iopf_test_attach_rid(test, env, dev, IOPF_TEST_DEFER);
+	h->hold_work = true;
+	m = iopf_test_add_device(test, env->queue, dev);
+	l = make_fault(0, 1, true, false);
+	report_fault(test, dev, &l, 0);
+	wait_for_completion(&h->work_started);
+
+	/* The work item goes on once the removal has answered its group. */
+	iopf_mock_iommu_set_tap(env->mock, iopf_test_release_on_answer, h);
+	kunit_remove_action(test, iopf_test_remove_action, m);
+	iopf_queue_remove_device(env->queue, dev);
+	expect_log_count(test, env->log, 1);
+	expect_resp(test, env->log, 0, dev, &l, IOMMU_PAGE_RESP_INVALID);
+
+	wait_for_completion(&h->work_done);
+	iopf_mock_iommu_set_tap(env->mock, NULL, NULL);
+	KUNIT_EXPECT_EQ(test, atomic_read(&h->works_done), 1);
+	expect_log_count(test, env->log, 1);
+#endif
+}
+
+/*
+ * Rust only: the same when the whole queue goes: iopf_queue_free() removes
+ * the device, answering its group, then waits for the work item, which
+ * frees it.
+ */
+static void iopf_test_queue_free_with_work_queued(struct kunit *test)
+{
+#ifndef CONFIG_IOMMU_IOPF_RUST
+	kunit_skip(test, "io-pgfault.c frees the group on removal while its work item holds it: a use-after-free");
+#else
+	struct iopf_test_env *env = iopf_test_setup(test, 0, 1);
+	struct device *dev = env->dev[0];
+	struct iopf_test_handle *h;
+	struct iopf_test_member *m;
+	struct iopf_fault l;
+
+	h = iopf_test_attach_rid(test, env, dev, IOPF_TEST_DEFER);
+	h->hold_work = true;
+	m = iopf_test_add_device(test, env->queue, dev);
+	l = make_fault(0, 1, true, false);
+	report_fault(test, dev, &l, 0);
+	wait_for_completion(&h->work_started);
+
+	iopf_mock_iommu_set_tap(env->mock, iopf_test_release_on_answer, h);
+	kunit_remove_action(test, iopf_test_remove_action, m);
+	kunit_release_action(test, iopf_test_queue_free_action, env->queue);
+	env->queue = NULL;
+	iopf_mock_iommu_set_tap(env->mock, NULL, NULL);
+
+	/* iopf_queue_free() returned: the work item ran. */
+	KUNIT_EXPECT_EQ(test, atomic_read(&h->works_done), 1);
+	expect_log_count(test, env->log, 1);
+	expect_resp(test, env->log, 0, dev, &l, IOMMU_PAGE_RESP_INVALID);
+#endif
+}
+
+/*
+ * iopf_queue_work() on a group whose work item is still queued fails with
+ * -EBUSY and leaves the item alone: re-initialising a queued item would clear
+ * its pending bit and corrupt the workqueue's list.
+ */
+static void iopf_test_queue_work_busy(struct kunit *test)
+{
+	struct iopf_test_env *env = iopf_test_setup(test, 0, 1);
+	struct device *dev = env->dev[0];
+	struct iopf_test_handle *h;
+	struct iopf_test_member *m;
+	struct iopf_group *group;
+	struct iopf_fault l;
+
+	h = iopf_test_attach_rid(test, env, dev, IOPF_TEST_DEFER);
+	h->queue_twice = true;
+	h->hold_work = true;
+	m = iopf_test_add_device(test, env->queue, dev);
+	l = make_fault(0, 1, true, false);
+	report_fault(test, dev, &l, 0);
+
+	/* The work item started after the second call, unless the race was lost. */
+	if (!h->started_before_second)
+		KUNIT_EXPECT_EQ(test, h->second_queue_ret, -EBUSY);
+	complete_all(&h->work_release);
+	KUNIT_EXPECT_EQ(test, iopf_queue_flush_dev(dev), 0);
+	KUNIT_EXPECT_EQ(test, atomic_read(&h->works_done),
+			h->second_queue_ret ? 1 : 2);
+
+	/* The work item left the group to the test, which answers it. */
+	KUNIT_ASSERT_EQ(test, h->nkept, 1);
+	group = h->kept[0];
+	iopf_test_forget_kept(h);
+	iopf_group_response(group, IOMMU_PAGE_RESP_SUCCESS);
+	iopf_free_group(group);
+	expect_log_count(test, env->log, 1);
+	expect_resp(test, env->log, 0, dev, &l, IOMMU_PAGE_RESP_SUCCESS);
+	expect_idle_at_removal(test, env, m);
 }
 
 /* Cases: concurrency */
@@ -1674,6 +1851,9 @@ static struct kunit_case iopf_test_cases[] = {
 	KUNIT_CASE(iopf_test_report_after_remove),
 	KUNIT_CASE(iopf_test_add_device_errors),
 	KUNIT_CASE(iopf_test_queue_free_removes_devices),
+	KUNIT_CASE(iopf_test_remove_with_work_queued),
+	KUNIT_CASE(iopf_test_queue_free_with_work_queued),
+	KUNIT_CASE(iopf_test_queue_work_busy),
 	KUNIT_CASE(iopf_test_concurrent_reporters),
 	{}
 };

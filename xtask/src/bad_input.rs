@@ -31,6 +31,13 @@ pub const EXPECTED: &[(&str, &[&str])] = &[
         &["iopf: page request for a device without fault data"],
     ),
     (
+        "iopf_rel_report_no_iommu_group",
+        &[
+            "iopf: no fault handler for pasid 0 group 1, answered invalid",
+            "iopf: no fault handler for pasid 3 group 2, answered invalid",
+        ],
+    ),
+    (
         "iopf_rel_remove_wrong_queue",
         &["iopf: removing a device that is not on this queue"],
     ),

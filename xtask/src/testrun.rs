@@ -23,7 +23,6 @@ use crate::toolchain;
 const EXPECTED_SUITES: &[(&str, &[Variant])] = &[
     ("iopf", &[Variant::C, Variant::Rust]),
     ("iopf_rust_partial", &[Variant::Rust]),
-    ("iopf_rust_group", &[Variant::Rust]),
     ("iopf_sva", &[Variant::C, Variant::Rust]),
     // rust/kernel/ratelimit.rs, which the Rust core's warnings use.
     ("rust_kernel_ratelimit", &[Variant::C, Variant::Rust]),

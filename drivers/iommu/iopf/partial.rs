@@ -2,213 +2,122 @@
 
 //! Held partial page requests, indexed by page request group.
 //!
-//! io-pgfault.c keeps one list of partial requests per device and walks all
-//! of it on every last-page request. Here they are spread over a table of
-//! [`BUCKETS`] lists by group id. PCIe page request group indexes have 9
-//! bits, so a bucket holds the partials of at most two PCIe groups, and
-//! completing a group walks only those, however many partials other groups
-//! hold. A request is linked through its own `list` node, so holding it
-//! costs the request and nothing more; the table is allocated once per
-//! device, with its first partial (a device that only sends single-page
-//! groups, as SMMU stall does, never needs it). A completed group's requests
-//! are moved straight into the group's `faults` list.
+//! io-pgfault.c keeps one list of partial requests per device and walks all of it on every last
+//! request. Here a device's partials are kept per group, as a [`FaultChain`] (linked through the
+//! requests' own C nodes, so a held request costs the request alone) in a small open-addressing
+//! table keyed by group index: completing a group costs the same however many requests other
+//! groups hold. The table takes 16 bytes a slot. It is allocated with the device's first partial,
+//! 16 slots (256 bytes), and doubles whenever it would be more than half full, so a device's
+//! memory grows with the groups it holds. The kernel's index structures cost more here: an
+//! XArray needs a 576-byte node for any group index but 0, an rbtree allocates a node for each
+//! group (a second allocation on the first request of every group), and a maple tree may
+//! allocate with GFP_KERNEL when an entry is erased, which here happens under the fault lock.
+//! The table grows with GFP_NOWAIT under that lock: every page response takes it, and must not
+//! wait for reclaim.
 //!
-//! The number of partials held per device is bounded. A device that never
-//! sends the last request of its groups would otherwise grow kernel memory
-//! without limit; past the bound, the oldest incomplete group is dropped.
-//! A group missing some of its requests is useless anyway: dropping whole
-//! groups keeps every group that reaches a handler complete. "Oldest" is
-//! tracked per bucket, in the order buckets became non-empty: exact when a
-//! bucket holds one group, as with PCIe devices that use fewer than
-//! [`BUCKETS`] group indexes at a time.
+//! The number of partials held per device is bounded by `CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL`: a
+//! device that never sends the last request of its groups would otherwise grow kernel memory
+//! without limit. Past the bound, the oldest group is dropped, whole (the table threads its
+//! groups on a list in the order they started). A group that lost requests is useless, and its
+//! index is remembered (for PCIe indexes, below 512): its later partials are dropped, and its
+//! last request is answered `IOMMU_PAGE_RESP_INVALID` without reaching a handler, so every group
+//! that reaches a handler is complete. Indexes from 512 up, which no PCIe device sends, are not
+//! remembered: a group dropped there ends with a last request that forms a group of the requests
+//! that came after the drop. So does a new group whose first request finds the table unable to
+//! grow.
 
-use kernel::{bindings, prelude::*, types::Opaque};
+use core::mem;
 
-use crate::fault::Fault;
+use kernel::{
+    bindings,
+    iommu::fault::{
+        Fault,
+        FaultChain, //
+    },
+    prelude::*,
+};
 
-/// Lists in a device's table: half the PCIe group index space, so that the
-/// table takes one 8 KiB slab object.
-const BUCKETS: usize = 256;
+/// Held partial requests per device: `CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL`.
+const MAX_PARTIAL: usize = bindings::CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL as usize;
+/// Slots of a new table: 256 bytes.
+const MIN_SLOTS: usize = 16;
+/// Slot numbers are `u16`, with [`NONE`] spare: at most 16,384 groups, at half load.
+const MAX_SLOTS: usize = 1 << 15;
+/// No slot.
+const NONE: u16 = u16::MAX;
+/// PCIe page request group indexes have 9 bits.
+const PCIE_GROUPS: u32 = 512;
 
-/// The bucket of group `grpid`.
-fn bucket_of(grpid: u32) -> usize {
-    grpid as usize % BUCKETS
-}
-
-/// The held partials whose group id falls in one bucket.
-///
-/// # Invariants
-///
-/// `partials` heads a list, oldest first, of `KBox<Fault>`s owned by the
-/// table, linked through their `list` nodes. While the list is not empty,
-/// `older` and `newer` link the bucket into its table's age ring.
-struct Bucket {
-    partials: Opaque<bindings::list_head>,
+/// The held requests of one group, and its place on the list of groups by age.
+#[derive(Default)]
+struct Slot {
+    /// Empty in a free slot.
+    requests: FaultChain,
+    count: u32,
     older: u16,
     newer: u16,
 }
 
-impl Bucket {
-    fn head(&self) -> *mut bindings::list_head {
-        self.partials.get()
-    }
-
-    fn is_empty(&self) -> bool {
-        let head = self.head();
-        // SAFETY: By the type invariant `head` is an initialised list head,
-        // only changed by the table's owner, who has `&self`.
-        unsafe { (*head).next == head }
-    }
-
-    /// Unlinks and passes to `f` every request of group `grpid`, oldest
-    /// first, and returns how many there were.
-    ///
-    /// `f` takes ownership of the requests, as `KBox<Fault>`s; it may link
-    /// each into another list.
-    fn remove_group(&self, grpid: u32, mut f: impl FnMut(*mut bindings::list_head)) -> usize {
-        let head = self.head();
-        let mut removed = 0;
-        // SAFETY: By the type invariant every node but `head` is the `list`
-        // node of a fault the table owns; `next` is read before `node` is
-        // unlinked and handed to `f`.
-        unsafe {
-            let mut node = (*head).next;
-            while node != head {
-                let next = (*node).next;
-                if (*Fault::from_node(node)).grpid() == grpid {
-                    bindings::list_del_init(node);
-                    f(node);
-                    removed += 1;
-                }
-                node = next;
-            }
-        }
-        removed
-    }
+/// What [`Partials::hold`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// The request is held.
+    Held,
+    /// The request is held, and the oldest group, `grpid`, was dropped with its `count` requests
+    /// to stay within the bound. If that was the request's own group, the request went too.
+    Evicted { grpid: u32, count: usize },
+    /// The request was dropped: its group lost requests before, or the table could not grow.
+    Dropped,
 }
 
-/// A device's buckets, and the ring that orders the non-empty ones by age.
-///
-/// # Invariants
-///
-/// `oldest` is `None` when every bucket is empty; otherwise it is the index
-/// of the non-empty bucket that became non-empty first, and following
-/// `newer` from it visits every non-empty bucket, in the order they became
-/// non-empty, back to it (`older` is the reverse link).
-struct Table {
-    buckets: [Bucket; BUCKETS],
-    oldest: Option<u16>,
-}
-
-// The table must fit the 8 KiB slab cache, not spill into pages of 16 KiB.
-const _: () = assert!(core::mem::size_of::<Table>() <= 8192);
-
-impl Table {
-    /// An empty table.
-    fn new() -> Result<KBox<Self>> {
-        let mut table = KBox::<Self>::new_uninit(GFP_KERNEL)?;
-        let raw = table.as_mut_ptr();
-        for i in 0..BUCKETS {
-            // SAFETY: `raw` is valid for writes and will not move: it is a
-            // heap allocation that `table` keeps.
-            unsafe {
-                let bucket = &raw mut (*raw).buckets[i];
-                bindings::INIT_LIST_HEAD(Opaque::cast_into(&raw mut (*bucket).partials));
-                (&raw mut (*bucket).older).write(0);
-                (&raw mut (*bucket).newer).write(0);
-            }
-        }
-        // SAFETY: As above.
-        unsafe { (&raw mut (*raw).oldest).write(None) };
-        // INVARIANT: Every bucket is an empty, self-linked list, and so `oldest` is `None`.
-        // SAFETY: Every field was initialised above.
-        Ok(unsafe { table.assume_init() })
-    }
-
-    /// Puts bucket `b`, which just became non-empty, last in the age ring.
-    fn link_newest(&mut self, b: usize) {
-        // `BUCKETS` fits in `u16`.
-        let idx = b as u16;
-        match self.oldest {
-            None => {
-                self.buckets[b].older = idx;
-                self.buckets[b].newer = idx;
-                self.oldest = Some(idx);
-            }
-            Some(oldest) => {
-                let newest = self.buckets[usize::from(oldest)].older;
-                self.buckets[b].older = newest;
-                self.buckets[b].newer = oldest;
-                self.buckets[usize::from(newest)].newer = idx;
-                self.buckets[usize::from(oldest)].older = idx;
-            }
-        }
-    }
-
-    /// Takes bucket `b`, which just became empty, out of the age ring.
-    fn unlink(&mut self, b: usize) {
-        let (older, newer) = (self.buckets[b].older, self.buckets[b].newer);
-        if usize::from(newer) == b {
-            self.oldest = None;
-            return;
-        }
-        self.buckets[usize::from(older)].newer = newer;
-        self.buckets[usize::from(newer)].older = older;
-        if self.oldest == Some(b as u16) {
-            self.oldest = Some(newer);
-        }
-    }
-
-    /// Removes the requests of group `grpid`, passing each to `f`.
-    fn remove_group(&mut self, grpid: u32, f: impl FnMut(*mut bindings::list_head)) -> usize {
-        let b = bucket_of(grpid);
-        let removed = self.buckets[b].remove_group(grpid, f);
-        if removed > 0 && self.buckets[b].is_empty() {
-            self.unlink(b);
-        }
-        removed
-    }
-}
-
-/// Frees a request unlinked from a bucket.
-fn free(node: *mut bindings::list_head) {
-    // SAFETY: Buckets hold `KBox<Fault>`s; `remove_group` gives up each one it
-    // passes on, unlinked.
-    drop(unsafe { KBox::from_raw(Fault::from_node(node)) });
-}
-
-/// What [`PartialStore::hold`] did to make room.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Evicted {
-    /// Group whose partials were dropped.
-    pub(crate) grpid: u32,
-    /// How many partials it held.
-    pub(crate) count: usize,
-}
+/// A group whose requests were dropped: its last request must be refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Incomplete;
 
 /// A device's held partial requests.
 ///
 /// # Invariants
 ///
-/// `held` is the number of requests in `table`'s buckets (0 without a table).
-pub(crate) struct PartialStore {
-    table: Option<KBox<Table>>,
+/// - `slots` is empty or has a power-of-two length, at most [`MAX_SLOTS`], more than twice
+///   `groups`. A slot is used iff its `requests` are not empty; a used slot holds `count`
+///   requests of one group, found by probing forward from the slot [`Partials::home`] gives its
+///   group index, with no free slot in between.
+/// - `oldest` and `newest` are the ends of the list of used slots by the age of their group,
+///   linked by `older` and `newer` ([`NONE`] at the ends, or for both when no slot is used).
+/// - `held` is the sum of `count`, at most `limit`; `groups` the number of used slots.
+/// - `evicted` has the bits of the group indexes below [`PCIE_GROUPS`] that lost requests, and
+///   none of them is used in `slots`; `marked` counts them.
+pub(crate) struct Partials {
+    slots: KVec<Slot>,
+    shift: u32,
+    groups: usize,
     held: usize,
     limit: usize,
+    oldest: u16,
+    newest: u16,
+    evicted: [u64; (PCIE_GROUPS / 64) as usize],
+    marked: u32,
     dropped: u64,
 }
 
-// SAFETY: The store owns its requests, plain data that any thread may free;
-// the list nodes are only reached through the store.
-unsafe impl Send for PartialStore {}
+impl Partials {
+    /// An empty store, bounded by `CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL`.
+    pub(crate) const fn new() -> Self {
+        Self::with_limit(MAX_PARTIAL)
+    }
 
-impl PartialStore {
-    /// An empty store holding at most `limit` (at least 1) requests.
-    pub(crate) fn new(limit: usize) -> Self {
+    /// An empty store holding at most `limit` requests (at least 1).
+    pub(crate) const fn with_limit(limit: usize) -> Self {
         Self {
-            table: None,
+            slots: KVec::new(),
+            shift: 0,
+            groups: 0,
             held: 0,
-            limit: limit.max(1),
+            limit: if limit == 0 { 1 } else { limit },
+            oldest: NONE,
+            newest: NONE,
+            evicted: [0; (PCIE_GROUPS / 64) as usize],
+            marked: 0,
             dropped: 0,
         }
     }
@@ -218,122 +127,230 @@ impl PartialStore {
         self.held
     }
 
-    /// Number of requests dropped to stay within the limit, ever.
+    /// Number of requests dropped to stay within the bound, ever.
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped
     }
 
-    /// Holds a partial request until its group's last request arrives.
-    ///
-    /// At the limit, the oldest incomplete group is dropped first and
-    /// returned. If the device's table cannot be allocated the request is
-    /// freed and nothing else changes.
-    pub(crate) fn hold(&mut self, fault: KBox<Fault>) -> Result<Option<Evicted>> {
-        if self.table.is_none() {
-            self.table = Some(Table::new()?);
+    /// Holds `fault`, a request that is not the last of its group, until the group's last one.
+    pub(crate) fn hold(&mut self, fault: KBox<Fault>) -> Hold {
+        let grpid = fault.grpid();
+        if self.is_evicted(grpid) {
+            return Hold::Dropped;
         }
-        let evicted = if self.held >= self.limit {
-            self.evict_oldest()
-        } else {
-            None
-        };
-        let Some(table) = self.table.as_mut() else {
-            return Err(ENOMEM);
-        };
-        let b = bucket_of(fault.grpid());
-        if table.buckets[b].is_empty() {
-            table.link_newest(b);
-        }
-        let node = Fault::node(KBox::into_raw(fault));
-        // SAFETY: `node` belongs to a fault on no list; adding it last keeps
-        // the bucket oldest first, and the table owns it from now on.
-        unsafe { bindings::list_add_tail(node, table.buckets[b].head()) };
-        // INVARIANT: One more request in the buckets.
-        self.held += 1;
-        Ok(evicted)
-    }
-
-    fn evict_oldest(&mut self) -> Option<Evicted> {
-        let table = self.table.as_mut()?;
-        let head = table.buckets[usize::from(table.oldest?)].head();
-        // SAFETY: The oldest bucket is not empty (`Table` invariant), so its
-        // first node is the `list` node of a held fault.
-        let grpid = unsafe { (*Fault::from_node((*head).next)).grpid() };
-        let count = table.remove_group(grpid, free);
-        // INVARIANT: `count` requests left the buckets.
-        self.held -= count;
-        self.dropped += count as u64;
-        Some(Evicted { grpid, count })
-    }
-
-    /// Moves the held partials of group `grpid`, oldest first, to the end of
-    /// the list headed by `head`, and returns how many there were.
-    ///
-    /// # Safety
-    ///
-    /// `head` must be an initialised list head that stays at its address
-    /// while it holds the requests, whose new owner must free them as
-    /// `KBox<Fault>`.
-    #[inline]
-    pub(crate) unsafe fn take_into(&mut self, grpid: u32, head: *mut bindings::list_head) -> usize {
-        // Most groups have a single request: nothing held, nothing to walk.
-        if self.held == 0 {
-            return 0;
-        }
-        // SAFETY: Guaranteed by the caller.
-        unsafe { self.take_held_into(grpid, head) }
-    }
-
-    /// [`PartialStore::take_into`] when some partials are held.
-    ///
-    /// # Safety
-    ///
-    /// As for [`PartialStore::take_into`].
-    unsafe fn take_held_into(&mut self, grpid: u32, head: *mut bindings::list_head) -> usize {
-        let Some(table) = self.table.as_mut() else {
-            return 0;
-        };
-        let taken = table.remove_group(grpid, |node| {
-            // SAFETY: `node` is unlinked, and `head` is valid (per the caller),
-            // which takes over the request.
-            unsafe { bindings::list_add_tail(node, head) }
-        });
-        // INVARIANT: `taken` requests left the buckets.
-        self.held -= taken;
-        taken
-    }
-
-    /// Frees the held partials of group `grpid` and returns how many there were.
-    pub(crate) fn discard(&mut self, grpid: u32) -> usize {
-        let Some(table) = self.table.as_mut() else {
-            return 0;
-        };
-        let freed = table.remove_group(grpid, free);
-        // INVARIANT: `freed` requests left the buckets.
-        self.held -= freed;
-        freed
-    }
-
-    /// Frees every held request and returns how many there were.
-    pub(crate) fn clear(&mut self) -> usize {
-        let held = self.held;
-        if let Some(table) = self.table.as_mut() {
-            while let Some(oldest) = table.oldest {
-                let head = table.buckets[usize::from(oldest)].head();
-                // SAFETY: A bucket in the ring is not empty (`Table` invariant).
-                let grpid = unsafe { (*Fault::from_node((*head).next)).grpid() };
-                table.remove_group(grpid, free);
+        let mut outcome = Hold::Held;
+        if self.held >= self.limit {
+            let (oldest, count) = self.evict_oldest();
+            outcome = Hold::Evicted {
+                grpid: oldest,
+                count,
+            };
+            if self.is_evicted(grpid) {
+                return outcome;
             }
         }
-        // INVARIANT: The buckets are empty.
-        self.held = 0;
-        held
+        let slot = match self.find(grpid) {
+            Some(slot) => slot,
+            None if self.reserve_group().is_ok() => self.insert(grpid),
+            None => {
+                self.evict(grpid);
+                return Hold::Dropped;
+            }
+        };
+        let slot = &mut self.slots[slot];
+        slot.requests.push(fault);
+        slot.count += 1;
+        self.held += 1;
+        outcome
     }
-}
 
-impl Drop for PartialStore {
-    fn drop(&mut self) {
-        self.clear();
+    /// Takes the requests held for group `grpid`, oldest first, for its last request to complete.
+    ///
+    /// Fails if the group lost requests: its last request must not reach a handler.
+    pub(crate) fn take(&mut self, grpid: u32) -> Result<FaultChain, Incomplete> {
+        if self.marked != 0 && self.is_evicted(grpid) {
+            self.set_evicted(grpid, false);
+            return Err(Incomplete);
+        }
+        let Some(slot) = self.find(grpid) else {
+            return Ok(FaultChain::new());
+        };
+        let (requests, count) = self.remove(slot);
+        self.held -= count;
+        Ok(requests)
+    }
+
+    /// Drops every held request, and forgets the groups that lost requests: the device will send
+    /// them again (`iopf_queue_discard_partial()`, device removal).
+    pub(crate) fn clear(&mut self) {
+        let limit = self.limit;
+        let dropped = self.dropped;
+        *self = Self::with_limit(limit);
+        self.dropped = dropped;
+    }
+
+    /// The slot where the search for group `grpid` starts (Fibonacci hashing).
+    fn home(&self, grpid: u32) -> usize {
+        (grpid.wrapping_mul(0x9e37_79b9) >> self.shift) as usize
+    }
+
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// The slot of group `grpid`, if it holds requests.
+    fn find(&self, grpid: u32) -> Option<usize> {
+        if self.groups == 0 {
+            return None;
+        }
+        let mut slot = self.home(grpid);
+        loop {
+            // A free slot ends the search: the table is never full.
+            if self.slots[slot].requests.first()?.grpid() == grpid {
+                return Some(slot);
+            }
+            slot = (slot + 1) & self.mask();
+        }
+    }
+
+    /// A free slot for group `grpid`, put last on the list by age. There must be room.
+    fn insert(&mut self, grpid: u32) -> usize {
+        let mut slot = self.home(grpid);
+        while !self.slots[slot].requests.is_empty() {
+            slot = (slot + 1) & self.mask();
+        }
+        self.groups += 1;
+        self.link_newest(slot);
+        slot
+    }
+
+    /// Empties `slot` and returns its requests and their count.
+    fn remove(&mut self, slot: usize) -> (FaultChain, usize) {
+        self.unlink(slot);
+        let removed = mem::take(&mut self.slots[slot]);
+        self.groups -= 1;
+        // Backward shift: the slots that follow, up to a free one, move into the hole when it
+        // lies between their home and them, so that every search still finds them.
+        let mask = self.mask();
+        let mut hole = slot;
+        let mut next = (slot + 1) & mask;
+        while let Some(first) = self.slots[next].requests.first() {
+            let home = self.home(first.grpid());
+            if next.wrapping_sub(home) & mask >= next.wrapping_sub(hole) & mask {
+                self.relocate(next, hole);
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        (removed.requests, removed.count as usize)
+    }
+
+    /// Moves the group of slot `from` to the free slot `to`, keeping its place by age.
+    fn relocate(&mut self, from: usize, to: usize) {
+        self.slots[to] = mem::take(&mut self.slots[from]);
+        let (older, newer) = (self.slots[to].older, self.slots[to].newer);
+        // `MAX_SLOTS` fits in `u16`.
+        let to = to as u16;
+        match older {
+            NONE => self.oldest = to,
+            older => self.slots[usize::from(older)].newer = to,
+        }
+        match newer {
+            NONE => self.newest = to,
+            newer => self.slots[usize::from(newer)].older = to,
+        }
+    }
+
+    /// Puts `slot` last on the list by age.
+    fn link_newest(&mut self, slot: usize) {
+        let index = slot as u16;
+        self.slots[slot].older = self.newest;
+        self.slots[slot].newer = NONE;
+        match self.newest {
+            NONE => self.oldest = index,
+            newest => self.slots[usize::from(newest)].newer = index,
+        }
+        self.newest = index;
+    }
+
+    /// Takes `slot` off the list by age.
+    fn unlink(&mut self, slot: usize) {
+        let (older, newer) = (self.slots[slot].older, self.slots[slot].newer);
+        match older {
+            NONE => self.oldest = newer,
+            older => self.slots[usize::from(older)].newer = newer,
+        }
+        match newer {
+            NONE => self.newest = older,
+            newer => self.slots[usize::from(newer)].older = older,
+        }
+    }
+
+    /// Makes sure that one more group fits, growing the table if needed, without reclaim.
+    fn reserve_group(&mut self) -> Result {
+        if (self.groups + 1) * 2 < self.slots.len() {
+            return Ok(());
+        }
+        let len = (self.slots.len() * 2).max(MIN_SLOTS);
+        if len > MAX_SLOTS {
+            return Err(ENOSPC);
+        }
+        let flags = GFP_NOWAIT | __GFP_NOWARN;
+        let mut slots = KVec::with_capacity(len, flags)?;
+        for _ in 0..len {
+            slots.push(Slot::default(), flags)?;
+        }
+        let mut old = mem::replace(&mut self.slots, slots);
+        self.shift = 32 - len.trailing_zeros();
+        // Every group again, oldest first, so that the new list by age is the old one.
+        let mut next = mem::replace(&mut self.oldest, NONE);
+        self.newest = NONE;
+        self.groups = 0;
+        while next != NONE {
+            let group = mem::take(&mut old[usize::from(next)]);
+            next = group.newer;
+            if let Some(grpid) = group.requests.first().map(Fault::grpid) {
+                let slot = self.insert(grpid);
+                self.slots[slot].requests = group.requests;
+                self.slots[slot].count = group.count;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the oldest group; returns its index and how many requests it held.
+    fn evict_oldest(&mut self) -> (u32, usize) {
+        let oldest = usize::from(self.oldest);
+        let grpid = self.slots[oldest].requests.first().map_or(0, Fault::grpid);
+        (grpid, self.evict(grpid))
+    }
+
+    /// Drops the requests of group `grpid`, and remembers that it lost them. Returns how many.
+    fn evict(&mut self, grpid: u32) -> usize {
+        let count = match self.find(grpid) {
+            Some(slot) => self.remove(slot).1,
+            None => 0,
+        };
+        self.held -= count;
+        self.dropped += count as u64;
+        self.set_evicted(grpid, true);
+        count
+    }
+
+    fn is_evicted(&self, grpid: u32) -> bool {
+        grpid < PCIE_GROUPS && self.evicted[(grpid / 64) as usize] & (1 << (grpid % 64)) != 0
+    }
+
+    fn set_evicted(&mut self, grpid: u32, evicted: bool) {
+        if grpid >= PCIE_GROUPS || self.is_evicted(grpid) == evicted {
+            return;
+        }
+        self.evicted[(grpid / 64) as usize] ^= 1 << (grpid % 64);
+        if evicted {
+            self.marked += 1;
+        } else {
+            self.marked -= 1;
+        }
     }
 }
 
@@ -341,40 +358,31 @@ impl Drop for PartialStore {
 #[kunit_tests(iopf_rust_partial)]
 mod tests {
     use super::*;
+    use kernel::iommu::fault::{
+        PageRequest,
+        Permission, //
+    };
 
     fn request(grpid: u32, addr: u64) -> KBox<Fault> {
-        let mut evt = bindings::iopf_fault::default();
-        evt.fault.type_ = bindings::iommu_fault_type_IOMMU_FAULT_PAGE_REQ;
-        evt.fault.prm.grpid = grpid;
-        evt.fault.prm.addr = addr;
-        Fault::boxed(&evt).expect("allocating a fault")
+        let request = PageRequest::new(addr, Permission::Read.into(), grpid).partial();
+        Fault::new(&request, GFP_KERNEL).expect("allocating a request")
     }
 
-    /// Takes group `grpid` into a C list and returns its addresses, in list
-    /// order, freeing the requests as a group does.
-    fn take(store: &mut PartialStore, grpid: u32) -> Result<KVec<u64>> {
-        let mut head = bindings::list_head::default();
-        // SAFETY: `head` stays on the stack until the list is emptied below.
-        unsafe { bindings::INIT_LIST_HEAD(&raw mut head) };
-        // SAFETY: As above; the requests are freed below as `KBox<Fault>`.
-        let taken = unsafe { store.take_into(grpid, &raw mut head) };
-        let mut seen = KVec::new();
-        while head.next != &raw mut head {
-            let node = head.next;
-            // SAFETY: Every node but the head is a taken fault, now ours.
-            let fault = unsafe {
-                bindings::list_del_init(node);
-                KBox::from_raw(Fault::from_node(node))
-            };
-            seen.push(fault.0.fault.prm.addr, GFP_KERNEL)?;
+    /// The addresses of group `grpid`'s requests, in the order they are taken.
+    fn take(store: &mut Partials, grpid: u32) -> Result<KVec<u64>, Incomplete> {
+        let chain = store.take(grpid)?;
+        let mut addrs = KVec::new();
+        for fault in chain.iter() {
+            addrs
+                .push(fault.request().addr, GFP_KERNEL)
+                .expect("no memory");
         }
-        assert_eq!(seen.len(), taken);
-        Ok(seen)
+        Ok(addrs)
     }
 
     #[test]
-    fn groups_keep_arrival_order() -> Result {
-        let mut store = PartialStore::new(64);
+    fn groups_keep_arrival_order() {
+        let mut store = Partials::with_limit(64);
         for (grpid, addr) in [
             (1, 0x1000),
             (2, 0x2000),
@@ -382,128 +390,125 @@ mod tests {
             (2, 0x4000),
             (1, 0x5000),
         ] {
-            assert_eq!(store.hold(request(grpid, addr))?, None);
+            assert_eq!(store.hold(request(grpid, addr)), Hold::Held);
         }
         assert_eq!(store.held(), 5);
-        assert_eq!(&take(&mut store, 1)?[..], &[0x1000, 0x3000, 0x5000]);
+        assert_eq!(&take(&mut store, 1).unwrap()[..], &[0x1000, 0x3000, 0x5000]);
         assert_eq!(store.held(), 2);
-        assert!(take(&mut store, 1)?.is_empty());
-        assert_eq!(&take(&mut store, 2)?[..], &[0x2000, 0x4000]);
+        assert!(take(&mut store, 1).unwrap().is_empty());
+        assert_eq!(&take(&mut store, 2).unwrap()[..], &[0x2000, 0x4000]);
         assert_eq!(store.held(), 0);
-        Ok(())
     }
 
     #[test]
-    fn groups_sharing_a_bucket_stay_apart() -> Result {
-        let (a, b) = (5, 5 + BUCKETS as u32);
-        assert_eq!(bucket_of(a), bucket_of(b));
-        let mut store = PartialStore::new(64);
-        for (grpid, addr) in [(a, 0x1000), (b, 0x2000), (a, 0x3000), (b, 0x4000)] {
-            store.hold(request(grpid, addr))?;
-        }
-        assert_eq!(&take(&mut store, b)?[..], &[0x2000, 0x4000]);
-        assert_eq!(&take(&mut store, a)?[..], &[0x1000, 0x3000]);
-        assert_eq!(store.held(), 0);
-        Ok(())
-    }
-
-    #[test]
-    fn take_appends_after_what_the_list_holds() -> Result {
-        let mut store = PartialStore::new(8);
-        store.hold(request(7, 0xa000))?;
-        store.hold(request(7, 0xb000))?;
-        let mut first = bindings::iopf_fault::default();
-        let mut head = bindings::list_head::default();
-        // SAFETY: `head` and `first` outlive the list, emptied below.
-        unsafe {
-            bindings::INIT_LIST_HEAD(&raw mut head);
-            bindings::list_add_tail(&raw mut first.list, &raw mut head);
-        }
-        // SAFETY: As above; the taken faults are freed below.
-        assert_eq!(unsafe { store.take_into(7, &raw mut head) }, 2);
-        let mut seen = KVec::new();
-        // SAFETY: The list holds `first`, then the taken faults, ours to free.
-        unsafe {
-            bindings::list_del_init(&raw mut first.list);
-            while head.next != &raw mut head {
-                let node = head.next;
-                bindings::list_del_init(node);
-                let fault = KBox::from_raw(Fault::from_node(node));
-                seen.push(fault.0.fault.prm.addr, GFP_KERNEL)?;
+    fn many_groups_grow_the_table_and_stay_apart() {
+        let mut store = Partials::with_limit(4096);
+        // Enough groups to double the table several times, with colliding homes among them.
+        for round in 0..2u64 {
+            for grpid in 0..600u32 {
+                store.hold(request(grpid, u64::from(grpid) << 12 | round));
             }
         }
-        assert_eq!(&seen[..], &[0xa000, 0xb000]);
-        Ok(())
+        assert_eq!(store.held(), 1200);
+        // Every other group, so that removals shift the slots of the others.
+        for grpid in (0..600u32).step_by(2) {
+            let base = u64::from(grpid) << 12;
+            assert_eq!(&take(&mut store, grpid).unwrap()[..], &[base, base | 1]);
+        }
+        for grpid in (1..600u32).step_by(2) {
+            let base = u64::from(grpid) << 12;
+            assert_eq!(&take(&mut store, grpid).unwrap()[..], &[base, base | 1]);
+        }
+        assert_eq!(store.held(), 0);
     }
 
     #[test]
-    fn limit_drops_the_oldest_group() -> Result {
-        let mut store = PartialStore::new(4);
-        store.hold(request(1, 0x1000))?;
-        store.hold(request(2, 0x2000))?;
-        store.hold(request(1, 0x3000))?;
-        store.hold(request(3, 0x4000))?;
-        // Full: the next request evicts group 1, the oldest, with both partials.
+    fn the_bound_drops_the_oldest_group_and_refuses_it() {
+        let mut store = Partials::with_limit(4);
+        store.hold(request(1, 0x1000));
+        store.hold(request(2, 0x2000));
+        store.hold(request(1, 0x3000));
+        store.hold(request(3, 0x4000));
+        // Full: the next request evicts group 1, the oldest, with both of its partials.
         assert_eq!(
-            store.hold(request(4, 0x5000))?,
-            Some(Evicted { grpid: 1, count: 2 })
+            store.hold(request(4, 0x5000)),
+            Hold::Evicted { grpid: 1, count: 2 }
         );
         assert_eq!(store.held(), 3);
         assert_eq!(store.dropped(), 2);
-        assert!(take(&mut store, 1)?.is_empty());
-        // Group 2 is now the oldest.
-        store.hold(request(5, 0x6000))?;
+        // Group 1 lost requests: its later partials are dropped, its last refused, once.
+        assert_eq!(store.hold(request(1, 0x6000)), Hold::Dropped);
+        assert_eq!(take(&mut store, 1), Err(Incomplete));
+        assert!(take(&mut store, 1).unwrap().is_empty());
+        // Group 2 is now the oldest; completing group 3 leaves group 4 after it.
+        assert_eq!(&take(&mut store, 3).unwrap()[..], &[0x4000]);
+        store.hold(request(5, 0x7000));
+        store.hold(request(5, 0x8000));
         assert_eq!(
-            store.hold(request(5, 0x7000))?,
-            Some(Evicted { grpid: 2, count: 1 })
+            store.hold(request(6, 0x9000)),
+            Hold::Evicted { grpid: 2, count: 1 }
         );
-        assert_eq!(store.held(), 4);
-        // Completing group 3 makes group 4 the oldest.
-        assert_eq!(&take(&mut store, 3)?[..], &[0x4000]);
-        store.hold(request(6, 0x8000))?;
         assert_eq!(
-            store.hold(request(6, 0x9000))?,
-            Some(Evicted { grpid: 4, count: 1 })
+            store.hold(request(6, 0xa000)),
+            Hold::Evicted { grpid: 4, count: 1 }
         );
-        Ok(())
+        assert_eq!(&take(&mut store, 5).unwrap()[..], &[0x7000, 0x8000]);
     }
 
     #[test]
-    fn a_flood_of_one_group_stays_bounded() -> Result {
-        let mut store = PartialStore::new(16);
-        for i in 0..1000u64 {
-            store.hold(request(9, i << 12))?;
-            assert!(store.held() <= 16);
+    fn groups_beyond_pcie_are_not_remembered() {
+        let mut store = Partials::with_limit(2);
+        store.hold(request(1000, 0x1000));
+        store.hold(request(1001, 0x2000));
+        assert_eq!(
+            store.hold(request(1001, 0x3000)),
+            Hold::Evicted {
+                grpid: 1000,
+                count: 1
+            }
+        );
+        assert!(take(&mut store, 1000).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_flood_stays_bounded_and_no_group_comes_incomplete() {
+        const FLOOD: u32 = 20_000;
+        let mut store = Partials::with_limit(64);
+        for i in 0..FLOOD {
+            store.hold(request(i % 512, u64::from(i) << 12));
+            assert!(store.held() <= 64);
         }
-        assert_eq!(store.dropped() + store.held() as u64, 1000);
-        Ok(())
-    }
-
-    #[test]
-    fn discard_frees_one_group() -> Result {
-        let mut store = PartialStore::new(32);
-        store.hold(request(1, 0x1000))?;
-        store.hold(request(2, 0x2000))?;
-        store.hold(request(1, 0x3000))?;
-        assert_eq!(store.discard(1), 2);
-        assert_eq!(store.discard(1), 0);
-        assert_eq!(store.held(), 1);
-        assert_eq!(&take(&mut store, 2)?[..], &[0x2000]);
-        Ok(())
-    }
-
-    #[test]
-    fn clear_frees_everything() -> Result {
-        let mut store = PartialStore::new(32);
-        for i in 0..20u32 {
-            store.hold(request(i % 3 + (i % 2) * BUCKETS as u32, u64::from(i)))?;
+        // A group is refused, once, or comes with every request it sent.
+        let (mut refused, mut whole) = (0, 0);
+        for grpid in 0..512 {
+            match take(&mut store, grpid) {
+                Err(Incomplete) => {
+                    refused += 1;
+                    assert!(take(&mut store, grpid).unwrap().is_empty());
+                }
+                Ok(addrs) => {
+                    whole += 1;
+                    assert_eq!(addrs.len() as u32, (FLOOD - grpid).div_ceil(512));
+                }
+            }
         }
-        assert_eq!(store.clear(), 20);
+        assert!(refused > 0 && whole > 0);
         assert_eq!(store.held(), 0);
-        assert!(take(&mut store, 0)?.is_empty());
+    }
+
+    #[test]
+    fn clear_frees_everything_and_forgets_evictions() {
+        let mut store = Partials::with_limit(8);
+        for i in 0..20u32 {
+            store.hold(request(i % 3, u64::from(i)));
+        }
+        store.clear();
+        assert_eq!(store.held(), 0);
+        for grpid in 0..3 {
+            assert!(take(&mut store, grpid).unwrap().is_empty());
+        }
         // The store is usable again.
-        store.hold(request(0, 1))?;
-        assert_eq!(&take(&mut store, 0)?[..], &[1]);
-        Ok(())
+        store.hold(request(0, 1));
+        assert_eq!(&take(&mut store, 0).unwrap()[..], &[1]);
     }
 }

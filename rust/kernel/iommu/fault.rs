@@ -22,25 +22,60 @@
 //!
 //! A fault consumer, the owner of a domain's `iopf_handler`, uses:
 //!
-//! - [`Handler`]: receives each complete [`Group`]; [`iopf_handler`] makes the C function
-//!   pointer for `struct iommu_domain`;
-//! - [`Group`]: owns the group until it is answered with [`Group::respond`], exactly once;
-//!   [`Group::queue_work`] defers the answer to the queue's workqueue ([`GroupWork`]).
+//! - [`Handler`]: receives each complete group as an [`Incoming`]; [`iopf_handler`] makes the C
+//!   function pointer for `struct iommu_domain`;
+//! - [`Incoming::queue_work`]: defers the group to the fault queue's workqueue ([`GroupWork`]);
+//! - [`Group`]: owns a group until it is answered with [`Group::respond`], exactly once.
+//!
+//! The IOPF framework itself (the Rust implementation of `io-pgfault.c`) uses the requests in C
+//! layout ([`Fault`], [`FaultChain`]), the devices and domains it finds them for ([`Endpoint`],
+//! [`FaultHandler`]), and the life of a group from its allocation to its answer ([`NewGroup`],
+//! [`Owned`], [`Handed`], [`DeviceFaults`]). All three see a group through one type, [`IopfGroup`].
 //!
 //! Every group gets exactly one response: a [`Group`] dropped without [`Group::respond`] is
 //! answered [`ResponseCode::Invalid`].
 
+mod chain;
+mod device;
+mod domain;
+mod framework;
 mod group;
 mod queue;
 mod request;
 mod response;
 
+pub use self::chain::{
+    ChainIter,
+    Fault,
+    FaultChain, //
+};
+pub use self::device::{
+    Endpoint,
+    PageResponseOp, //
+};
+pub use self::domain::{
+    AttachHandle,
+    Domain,
+    FaultHandler,
+    IopfHandler, //
+};
+pub use self::framework::{
+    Answer,
+    DeviceFaults,
+    FaultOwner,
+    Handed,
+    NewGroup,
+    Owned, //
+};
 pub use self::group::{
+    handle,
     iopf_handler,
+    Faults,
     Group,
     GroupWork,
     Handler,
-    Requests, //
+    Incoming,
+    IopfGroup, //
 };
 pub use self::queue::{
     FaultQueue,

@@ -9,6 +9,8 @@
 //!
 //! - a group with a privileged request is refused by the handler: the framework answers it
 //!   `Failure`;
+//! - a group whose last request's address has [`KEEP`] set is kept, to be answered later with
+//!   [`answer_kept`], as iommufd keeps groups for user space to answer;
 //! - otherwise the group goes to a work item on the fault queue, which answers `Invalid` if a
 //!   request asks for execution, `Success` if not.
 
@@ -16,9 +18,11 @@ use kernel::{
     bindings,
     iommu::fault::{
         iopf_handler,
+        Domain,
         Group,
         GroupWork,
         Handler,
+        Incoming,
         Permission,
         ResponseCode, //
     },
@@ -30,13 +34,38 @@ use crate::events::{
     Stage, //
 };
 
+/// The address bit of the requests whose group the consumer keeps, to answer later.
+pub(crate) const KEEP: u64 = 1 << 40;
+
+kernel::sync::global_lock! {
+    // SAFETY: Initialised by `init()`, from the module's init, before any other use.
+    unsafe(uninit) static KEPT: Mutex<KVec<Group>> = KVec::new();
+}
+
+/// Sets up the consumer. Called once, from the module's init.
+pub(crate) fn init() {
+    // SAFETY: Called once, before any other use of `KEPT`.
+    unsafe { KEPT.init() };
+}
+
+/// Answers the groups the consumer kept with `code`; returns how many there were.
+pub(crate) fn answer_kept(code: ResponseCode) -> usize {
+    let kept = core::mem::take(&mut *KEPT.lock());
+    let count = kept.len();
+    for group in kept {
+        events::record(&group.last().request(), Stage::Handled { code });
+        group.respond(code);
+    }
+    count
+}
+
 // ANCHOR: consumer
 /// The consumer.
 pub(crate) struct Consumer;
 
 impl Handler for Consumer {
-    fn handle(group: Group) -> Result<(), Group> {
-        let last = group.last();
+    fn handle(group: Incoming<'_>) -> Result<(), Incoming<'_>> {
+        let last = group.last().request();
         events::record(&last, Stage::Grouped { pages: group.len() });
         if group
             .requests()
@@ -46,19 +75,25 @@ impl Handler for Consumer {
             // The framework answers `Failure`.
             return Err(group);
         }
+        if last.addr & KEEP != 0 {
+            // Answered later: the group is ours until then, whatever happens to the device.
+            // Without memory to keep it, the group is dropped: answered `Invalid`.
+            let _ = KEPT.lock().push(group.keep(), GFP_KERNEL);
+            return Ok(());
+        }
         // Resolving faults may sleep: defer to the fault queue, whose flush waits for it.
         group.queue_work::<Consumer>()
     }
 }
 
 impl GroupWork for Consumer {
-    fn run(group: Group) {
+    fn run(group: Group, _domain: &Domain) {
         let code = if group.requests().any(|r| r.perm.contains(Permission::Exec)) {
             ResponseCode::Invalid
         } else {
             ResponseCode::Success
         };
-        events::record(&group.last(), Stage::Handled { code });
+        events::record(&group.last().request(), Stage::Handled { code });
         group.respond(code);
     }
 }

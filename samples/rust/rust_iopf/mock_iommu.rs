@@ -241,7 +241,7 @@ impl Drop for Attachment {
 /// which waits for the consumer's work items; then it is unregistered.
 struct Endpoint {
     attachment: Option<Attachment>,
-    registered: QueueDevice,
+    registered: Option<QueueDevice>,
     _device: EndpointDevice,
 }
 // ANCHOR_END: endpoint
@@ -277,7 +277,7 @@ impl MockIommu {
         for index in [EP_WITH_DOMAIN, EP_WITHOUT_DOMAIN] {
             let device = EndpointDevice::new(&registration, index)?;
             // A real driver registers the device on its queue when it enables PRI on it.
-            let registered = QueueDevice::new(&queue, &device.dev)?;
+            let registered = Some(QueueDevice::new(&queue, &device.dev)?);
             // ANCHOR_END: probe
             let attachment = if index == EP_WITH_DOMAIN {
                 Some(Attachment::new(&domain, &device.dev)?)
@@ -318,6 +318,7 @@ impl MockIommu {
         pages: u32,
     ) -> Result<u64> {
         let endpoint = self.endpoint(index)?;
+        let registered = endpoint.registered.as_ref().ok_or(ENODEV)?;
         if pages == 0 || pages > 64 {
             return Err(EINVAL);
         }
@@ -335,7 +336,7 @@ impl MockIommu {
             // CAST: `now_ns()` is the non-negative monotonic clock.
             request.private_data = [seq, events::now_ns() as u64];
             COUNTERS.reported.add(1, Relaxed);
-            if let Err(e) = endpoint.registered.report(&request) {
+            if let Err(e) = registered.report(&request) {
                 COUNTERS.report_errors.add(1, Relaxed);
                 ret = e.to_errno();
             }
@@ -355,7 +356,17 @@ impl MockIommu {
 
     /// Waits until the consumer's work items for endpoint `index` have run.
     pub(crate) fn flush(&self, index: u32) -> Result {
-        self.endpoint(index)?.registered.flush()
+        self.endpoint(index)?
+            .registered
+            .as_ref()
+            .ok_or(ENODEV)?
+            .flush()
+    }
+
+    /// Takes endpoint `index` off the fault queue, as a driver does when it disables PRI.
+    pub(crate) fn leave_queue(&mut self, index: u32) -> Result {
+        let endpoint = self.endpoints.get_mut(index as usize).ok_or(ENODEV)?;
+        endpoint.registered.take().ok_or(ENOENT).map(drop)
     }
 
     /// Detaches the consumer's domain from endpoint `index`.

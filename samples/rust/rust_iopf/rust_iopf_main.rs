@@ -78,6 +78,7 @@ struct RustIopf {
 impl kernel::Module for RustIopf {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         events::init();
+        consumer::init();
         events::clear()?;
         let faux = faux::Registration::new(c"rust_iopf", None)?;
         let fdev: &faux::Device<Bound> = faux.as_ref();
@@ -253,6 +254,27 @@ mod tests {
         for seq in seqs {
             assert_eq!(answer(seq)?, ResponseCode::Success);
         }
+        Ok(())
+    }
+
+    /// A group the consumer keeps stays the consumer's when its device leaves the fault queue:
+    /// the framework neither answers nor frees it, and the consumer's answer, later, is the one
+    /// the device gets. (On a KASAN kernel, a framework that freed it shows here.)
+    #[test]
+    fn a_kept_group_outlives_its_device_leaving_the_queue() -> Result {
+        let mut mock = MockIommu::new(None, c"rust_iopf_kunit_keep")?;
+        events::clear()?;
+        let kept = mock.inject(
+            EP_WITH_DOMAIN,
+            consumer::KEEP | 0x1000,
+            parse_perm("rw")?,
+            2,
+        )?;
+        assert_eq!(grouped_pages(kept)?, Some(2));
+        mock.leave_queue(EP_WITH_DOMAIN)?;
+        assert_eq!(answer(kept), Err(ENOENT));
+        assert_eq!(consumer::answer_kept(ResponseCode::Success), 1);
+        assert_eq!(answer(kept)?, ResponseCode::Success);
         Ok(())
     }
 
