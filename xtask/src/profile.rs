@@ -172,8 +172,45 @@ pub fn render(case: &str, per_variant: &[(Variant, Counts)], top: usize) -> Resu
         let _ = write!(out, " {calls:>9}");
     }
     out.push('\n');
+
+    // Calls into the kernel's C helpers (`rust_helper_*`, the out-of-line wrappers of what C
+    // inlines), counted by their first block: each one a call and a return C does not pay.
+    let mut helpers: Vec<&String> = per_request
+        .iter()
+        .flat_map(|(_, _, c)| c.entries.keys())
+        .filter(|n| n.starts_with(HELPER))
+        .collect();
+    helpers.sort();
+    helpers.dedup();
+    let calls_of = |c: &Counts, calls: i64, name: &str| {
+        c.entries.get(name).copied().unwrap_or(0) as f64 / calls as f64
+    };
+    let _ = writeln!(out, "Calls to C helpers per page request");
+    for name in &helpers {
+        let values: Vec<f64> = per_request
+            .iter()
+            .map(|(_, calls, c)| calls_of(c, *calls, name))
+            .collect();
+        if values.iter().all(|v| v.abs() < 0.05) {
+            continue;
+        }
+        let _ = write!(out, "  {:<56}", name);
+        for v in values {
+            let _ = write!(out, " {v:>9.2}");
+        }
+        out.push('\n');
+    }
+    let _ = write!(out, "  {:<56}", "total helper calls");
+    for (_, calls, c) in &per_request {
+        let total: f64 = helpers.iter().map(|n| calls_of(c, *calls, n)).sum();
+        let _ = write!(out, " {total:>9.2}");
+    }
+    out.push('\n');
     Ok(out)
 }
+
+/// The prefix of the kernel's C helpers for Rust (`rust/helpers/`).
+const HELPER: &str = "rust_helper_";
 
 /// A Rust symbol demangled, without its hash; C symbols as they are.
 fn short(name: &str) -> String {
@@ -303,6 +340,14 @@ pub fn run(args: &ProfileArgs) -> Result<()> {
 mod tests {
     use super::*;
 
+    impl Counts {
+        /// `self` with `name` entered `n` times.
+        fn with(mut self, name: &str, n: i64) -> Self {
+            self.entries.insert(name.to_string(), n);
+            self
+        }
+    }
+
     const NM: &str = "\
 ffffffff81000000 T _stext
 ffffffff81000100 T iommu_report_device_fault
@@ -346,6 +391,40 @@ ffffffff81000400 T _RNvMNtCs7ilKoA05s5D_4iopf5groupNtB2_5Group3new
         assert!(row(PER).ends_with("10.0      10.0"), "{text}");
         assert!(row("helper").ends_with("4.0       4.0"), "{text}");
         assert!(row("total").ends_with("14.0      14.0"), "{text}");
+    }
+
+    #[test]
+    fn helper_calls_are_counted_per_request() {
+        let nm = format!("{NM}ffffffff81000600 T rust_helper_refcount_inc\n");
+        let syms = Symbols::parse(&nm);
+        let case = count(
+            "ffffffff81000100 10 4\nffffffff81000600 2 8\nffffffff81000610 1 8\n",
+            &syms,
+        );
+        let text = render(
+            "x",
+            &[
+                (Variant::C, Counts::default().with(PER, 4)),
+                (Variant::Rust, case),
+            ],
+            10,
+        );
+        let text = text.unwrap();
+        let row = |name: &str| {
+            text.lines()
+                .filter(|l| l.trim_start().starts_with(name))
+                .last()
+                .unwrap()
+                .to_string()
+        };
+        assert!(
+            row("rust_helper_refcount_inc").ends_with("0.00      2.00"),
+            "{text}"
+        );
+        assert!(
+            row("total helper calls").ends_with("0.00      2.00"),
+            "{text}"
+        );
     }
 
     #[test]

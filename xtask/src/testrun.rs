@@ -119,6 +119,7 @@ pub fn test(args: &TestArgs) -> Result<()> {
     toolchain::check_qemu(arch)?;
     let jobs = args.target.jobs.unwrap_or_else(toolchain::default_jobs);
     crate::lint::rustfmt(&ws)?;
+    crate::lint::ffi_contracts(&ws.repo)?;
     crate::demo::check_guide(&ws.repo)?;
 
     let mut built = Vec::new();

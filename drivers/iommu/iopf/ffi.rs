@@ -35,11 +35,18 @@ use crate::{
     report,
 };
 
-/// A NULL where the C API needs a pointer: a driver bug, reported (rate limited per call site)
-/// with the function and the argument.
-macro_rules! null_argument {
-    ($func:literal, $arg:literal) => {
-        kernel::ratelimited!(pr_warn!("{}() called with a NULL {}\n", $func, $arg))
+/// `non_null!(ptr: noun in func => ret)` returns `ret` if `ptr` is NULL where the C API needs a
+/// pointer: a driver bug, reported (rate limited per call site) with the function and the noun.
+macro_rules! non_null {
+    ($ptr:ident: $noun:ident in $func:ident $(=> $ret:expr)?) => {
+        if $ptr.is_null() {
+            kernel::ratelimited!(pr_warn!(
+                "{}() called with a NULL {}\n",
+                stringify!($func),
+                stringify!($noun)
+            ));
+            return $($ret)?;
+        }
     };
 }
 
@@ -98,14 +105,8 @@ pub unsafe extern "C" fn iommu_report_device_fault(
     dev: *mut bindings::device,
     evt: *mut bindings::iopf_fault,
 ) -> c_int {
-    if dev.is_null() {
-        null_argument!("iommu_report_device_fault", "device");
-        return EINVAL.to_errno();
-    }
-    if evt.is_null() {
-        null_argument!("iommu_report_device_fault", "event");
-        return EINVAL.to_errno();
-    }
+    non_null!(dev: device in iommu_report_device_fault => EINVAL.to_errno());
+    non_null!(evt: event in iommu_report_device_fault => EINVAL.to_errno());
     // SAFETY: The caller passes a live device, probed by its IOMMU driver.
     let endpoint = unsafe { Endpoint::from_raw(dev) };
     let Some(dev) = fault_device(endpoint, "iommu_report_device_fault") else {
@@ -136,10 +137,7 @@ pub unsafe extern "C" fn iopf_group_response(
     group: *mut bindings::iopf_group,
     status: bindings::iommu_page_response_code,
 ) {
-    if group.is_null() {
-        null_argument!("iopf_group_response", "group");
-        return;
-    }
+    non_null!(group: group in iopf_group_response);
     // SAFETY: The caller owns a live group of this crate.
     let group = unsafe { Handed::<FaultParam>::from_raw(group) };
     if group.respond(status) == Err(Answer::ByOwner) {
@@ -167,10 +165,7 @@ pub unsafe extern "C" fn iopf_group_response(
 /// `group` must be a group passed to an iopf_handler and not yet freed, used by its owner.
 #[export]
 pub unsafe extern "C" fn iopf_group_dequeue(group: *mut bindings::iopf_group) {
-    if group.is_null() {
-        null_argument!("iopf_group_dequeue", "group");
-        return;
-    }
+    non_null!(group: group in iopf_group_dequeue);
     // SAFETY: The caller owns a live group of this crate.
     unsafe { Handed::<FaultParam>::from_raw(group) }.dequeue();
 }
@@ -195,10 +190,7 @@ pub unsafe extern "C" fn iopf_free_group(group: *mut bindings::iopf_group) {
     // call to a helper on every free, so it is only made where it checks something.
     #[cfg(CONFIG_DEBUG_ATOMIC_SLEEP)]
     kernel::task::might_sleep();
-    if group.is_null() {
-        null_argument!("iopf_free_group", "group");
-        return;
-    }
+    non_null!(group: group in iopf_free_group);
     // SAFETY: The caller gives back a group of this crate that it owned.
     unsafe { Owned::<FaultParam>::from_raw(group) }.free(|param, last| {
         warn_ratelimited!(
@@ -216,6 +208,7 @@ pub unsafe extern "C" fn iopf_free_group(group: *mut bindings::iopf_group) {
 /// Fault handlers that may sleep run from the queue's workqueue, so that iopf_queue_flush_dev()
 /// waits for them.
 ///
+/// Context: Any context; does not sleep.
 /// Return: 0 on success, -EBUSY if the group's work is already queued.
 ///
 /// # Safety
@@ -227,8 +220,9 @@ pub unsafe extern "C" fn iopf_queue_work(
     group: *mut bindings::iopf_group,
     func: bindings::work_func_t,
 ) -> c_int {
-    let Some(func) = func.filter(|_| !group.is_null()) else {
-        null_argument!("iopf_queue_work", "group or function");
+    non_null!(group: group in iopf_queue_work => EINVAL.to_errno());
+    let Some(func) = func else {
+        kernel::ratelimited!(pr_warn!("iopf_queue_work() called with a NULL function\n"));
         return EINVAL.to_errno();
     };
     // SAFETY: The caller owns a live group of this crate.
@@ -253,10 +247,7 @@ pub unsafe extern "C" fn iopf_queue_work(
 /// `dev` must be a live device probed by the calling IOMMU driver.
 #[export]
 pub unsafe extern "C" fn iopf_queue_flush_dev(dev: *mut bindings::device) -> c_int {
-    if dev.is_null() {
-        null_argument!("iopf_queue_flush_dev", "device");
-        return EINVAL.to_errno();
-    }
+    non_null!(dev: device in iopf_queue_flush_dev => EINVAL.to_errno());
     // SAFETY: The caller passes a live device probed by its IOMMU driver.
     let endpoint = unsafe { Endpoint::from_raw(dev) };
     let Some(dev) = fault_device(endpoint, "iopf_queue_flush_dev") else {
@@ -274,11 +265,11 @@ pub unsafe extern "C" fn iopf_queue_flush_dev(dev: *mut bindings::device) -> c_i
 ///
 /// # Safety
 ///
-/// `queue` must be NULL or come from iopf_queue_alloc() and not be freed during `'a`.
-unsafe fn queue<'a>(queue: *mut bindings::iopf_queue) -> Option<ArcBorrow<'a, Queue>> {
+/// `queue` must come from iopf_queue_alloc() and not be freed during `'a`.
+unsafe fn queue<'a>(queue: *mut bindings::iopf_queue) -> ArcBorrow<'a, Queue> {
     // SAFETY: Guaranteed by the caller: `iopf_queue_alloc()` made the pointer with
     // `Arc::into_foreign`, and the queue lives until `iopf_queue_free()`.
-    (!queue.is_null()).then(|| unsafe { <Arc<Queue> as ForeignOwnable>::borrow(queue.cast()) })
+    unsafe { <Arc<Queue> as ForeignOwnable>::borrow(queue.cast()) }
 }
 
 /// iopf_queue_alloc - Allocate and initialize a fault queue
@@ -287,6 +278,7 @@ unsafe fn queue<'a>(queue: *mut bindings::iopf_queue) -> Option<ArcBorrow<'a, Qu
 /// The queue's workqueue, iopf_queue/@name, is unbound and unordered: requests within a group are
 /// ordered by the report path, groups may be handled in any order.
 ///
+/// Context: Process context; may sleep.
 /// Return: the queue on success and NULL on error.
 ///
 /// # Safety
@@ -294,10 +286,7 @@ unsafe fn queue<'a>(queue: *mut bindings::iopf_queue) -> Option<ArcBorrow<'a, Qu
 /// `name` must be NULL or a NUL-terminated string.
 #[export]
 pub unsafe extern "C" fn iopf_queue_alloc(name: *const c_char) -> *mut bindings::iopf_queue {
-    if name.is_null() {
-        null_argument!("iopf_queue_alloc", "name");
-        return core::ptr::null_mut();
-    }
+    non_null!(name: name in iopf_queue_alloc => core::ptr::null_mut());
     // SAFETY: The caller passes a NUL-terminated string.
     let name = unsafe { CStr::from_char_ptr(name) };
     match Queue::new(name) {
@@ -329,17 +318,11 @@ pub unsafe extern "C" fn iopf_queue_free(queue: *mut bindings::iopf_queue) {
     }
     // SAFETY: The caller gives back the queue that `iopf_queue_alloc()` made with `into_foreign`.
     let queue = unsafe { <Arc<Queue> as ForeignOwnable>::from_foreign(queue.cast()) };
-    while let Some(dev) = queue.any_device() {
+    queue.free(|dev| {
         // SAFETY: A device on a queue is live and probed: its driver removes it from the queue
         // before releasing it.
-        let endpoint = unsafe { Endpoint::from_device(&dev) };
-        let removed = fault_device(endpoint, "iopf_queue_free")
-            .is_some_and(|dev| queue.remove_device(&dev).is_ok());
-        if !removed {
-            queue.forget(&dev);
-        }
-    }
-    queue.drain();
+        fault_device(unsafe { Endpoint::from_device(dev) }, "iopf_queue_free")
+    });
 }
 
 /// iopf_queue_add_device - Add producer to the fault queue
@@ -360,17 +343,10 @@ pub unsafe extern "C" fn iopf_queue_add_device(
     queue: *mut bindings::iopf_queue,
     dev: *mut bindings::device,
 ) -> c_int {
-    // SAFETY: Guaranteed by the caller.
-    let Some(queue) = (unsafe { self::queue(queue) }) else {
-        null_argument!("iopf_queue_add_device", "queue");
-        return EINVAL.to_errno();
-    };
-    if dev.is_null() {
-        null_argument!("iopf_queue_add_device", "device");
-        return EINVAL.to_errno();
-    }
-    // SAFETY: The caller passes a live device probed by its IOMMU driver.
-    let endpoint = unsafe { Endpoint::from_raw(dev) };
+    non_null!(queue: queue in iopf_queue_add_device => EINVAL.to_errno());
+    non_null!(dev: device in iopf_queue_add_device => EINVAL.to_errno());
+    // SAFETY: The caller passes a live queue, and a live device probed by its IOMMU driver.
+    let (queue, endpoint) = unsafe { (self::queue(queue), Endpoint::from_raw(dev)) };
     let Some(dev) = fault_device(endpoint, "iopf_queue_add_device") else {
         return ENODEV.to_errno();
     };
@@ -400,17 +376,10 @@ pub unsafe extern "C" fn iopf_queue_remove_device(
     queue: *mut bindings::iopf_queue,
     dev: *mut bindings::device,
 ) {
-    // SAFETY: Guaranteed by the caller.
-    let Some(queue) = (unsafe { self::queue(queue) }) else {
-        null_argument!("iopf_queue_remove_device", "queue");
-        return;
-    };
-    if dev.is_null() {
-        null_argument!("iopf_queue_remove_device", "device");
-        return;
-    }
-    // SAFETY: The caller passes a live device probed by its IOMMU driver.
-    let endpoint = unsafe { Endpoint::from_raw(dev) };
+    non_null!(queue: queue in iopf_queue_remove_device);
+    non_null!(dev: device in iopf_queue_remove_device);
+    // SAFETY: The caller passes a live queue, and a live device probed by its IOMMU driver.
+    let (queue, endpoint) = unsafe { (self::queue(queue), Endpoint::from_raw(dev)) };
     if let Some(dev) = fault_device(endpoint, "iopf_queue_remove_device") {
         let _ = queue.remove_device(&dev);
     }
@@ -431,11 +400,8 @@ pub unsafe extern "C" fn iopf_queue_remove_device(
 /// `queue` must be NULL or a live queue.
 #[export]
 pub unsafe extern "C" fn iopf_queue_discard_partial(queue: *mut bindings::iopf_queue) -> c_int {
-    // SAFETY: Guaranteed by the caller.
-    let Some(queue) = (unsafe { self::queue(queue) }) else {
-        null_argument!("iopf_queue_discard_partial", "queue");
-        return EINVAL.to_errno();
-    };
-    queue.discard_partial();
+    non_null!(queue: queue in iopf_queue_discard_partial => EINVAL.to_errno());
+    // SAFETY: The caller passes a live queue.
+    unsafe { self::queue(queue) }.discard_partial();
     0
 }

@@ -86,7 +86,7 @@ pub(crate) struct Incomplete;
 ///   linked by `older` and `newer` ([`NONE`] at the ends, or for both when no slot is used).
 /// - `held` is the sum of `count`, at most `limit`; `groups` the number of used slots.
 /// - `evicted` has the bits of the group indexes below [`PCIE_GROUPS`] that lost requests, and
-///   none of them is used in `slots`; `marked` counts them.
+///   none of them is used in `slots`.
 pub(crate) struct Partials {
     slots: KVec<Slot>,
     shift: u32,
@@ -96,7 +96,6 @@ pub(crate) struct Partials {
     oldest: u16,
     newest: u16,
     evicted: [u64; (PCIE_GROUPS / 64) as usize],
-    marked: u32,
     dropped: u64,
 }
 
@@ -117,7 +116,6 @@ impl Partials {
             oldest: NONE,
             newest: NONE,
             evicted: [0; (PCIE_GROUPS / 64) as usize],
-            marked: 0,
             dropped: 0,
         }
     }
@@ -140,12 +138,14 @@ impl Partials {
         }
         let mut outcome = Hold::Held;
         if self.held >= self.limit {
-            let (oldest, count) = self.evict_oldest();
+            let oldest = self.slots[usize::from(self.oldest)].requests.first();
+            let oldest = oldest.map_or(grpid, Fault::grpid);
+            let count = self.evict(oldest);
             outcome = Hold::Evicted {
                 grpid: oldest,
                 count,
             };
-            if self.is_evicted(grpid) {
+            if oldest == grpid && self.is_evicted(grpid) {
                 return outcome;
             }
         }
@@ -168,7 +168,7 @@ impl Partials {
     ///
     /// Fails if the group lost requests: its last request must not reach a handler.
     pub(crate) fn take(&mut self, grpid: u32) -> Result<FaultChain, Incomplete> {
-        if self.marked != 0 && self.is_evicted(grpid) {
+        if self.is_evicted(grpid) {
             self.set_evicted(grpid, false);
             return Err(Incomplete);
         }
@@ -183,10 +183,10 @@ impl Partials {
     /// Drops every held request, and forgets the groups that lost requests: the device will send
     /// them again (`iopf_queue_discard_partial()`, device removal).
     pub(crate) fn clear(&mut self) {
-        let limit = self.limit;
-        let dropped = self.dropped;
-        *self = Self::with_limit(limit);
-        self.dropped = dropped;
+        *self = Self {
+            dropped: self.dropped,
+            ..Self::with_limit(self.limit)
+        };
     }
 
     /// The slot where the search for group `grpid` starts (Fibonacci hashing).
@@ -248,41 +248,39 @@ impl Partials {
     /// Moves the group of slot `from` to the free slot `to`, keeping its place by age.
     fn relocate(&mut self, from: usize, to: usize) {
         self.slots[to] = mem::take(&mut self.slots[from]);
-        let (older, newer) = (self.slots[to].older, self.slots[to].newer);
         // `MAX_SLOTS` fits in `u16`.
-        let to = to as u16;
-        match older {
-            NONE => self.oldest = to,
-            older => self.slots[usize::from(older)].newer = to,
-        }
-        match newer {
-            NONE => self.newest = to,
-            newer => self.slots[usize::from(newer)].older = to,
-        }
+        let (older, newer, to) = (self.slots[to].older, self.slots[to].newer, to as u16);
+        self.set_newer(older, to);
+        self.set_older(newer, to);
     }
 
     /// Puts `slot` last on the list by age.
     fn link_newest(&mut self, slot: usize) {
-        let index = slot as u16;
-        self.slots[slot].older = self.newest;
-        self.slots[slot].newer = NONE;
-        match self.newest {
-            NONE => self.oldest = index,
-            newest => self.slots[usize::from(newest)].newer = index,
-        }
-        self.newest = index;
+        let newest = mem::replace(&mut self.newest, slot as u16);
+        (self.slots[slot].older, self.slots[slot].newer) = (newest, NONE);
+        self.set_newer(newest, slot as u16);
     }
 
     /// Takes `slot` off the list by age.
     fn unlink(&mut self, slot: usize) {
         let (older, newer) = (self.slots[slot].older, self.slots[slot].newer);
-        match older {
+        self.set_newer(older, newer);
+        self.set_older(newer, older);
+    }
+
+    /// Makes `newer` the next newer group after `slot`, or the oldest if `slot` is [`NONE`].
+    fn set_newer(&mut self, slot: u16, newer: u16) {
+        match slot {
             NONE => self.oldest = newer,
-            older => self.slots[usize::from(older)].newer = newer,
+            slot => self.slots[usize::from(slot)].newer = newer,
         }
-        match newer {
+    }
+
+    /// Makes `older` the next older group before `slot`, or the newest if `slot` is [`NONE`].
+    fn set_older(&mut self, slot: u16, older: u16) {
+        match slot {
             NONE => self.newest = older,
-            newer => self.slots[usize::from(newer)].older = older,
+            slot => self.slots[usize::from(slot)].older = older,
         }
     }
 
@@ -318,13 +316,6 @@ impl Partials {
         Ok(())
     }
 
-    /// Drops the oldest group; returns its index and how many requests it held.
-    fn evict_oldest(&mut self) -> (u32, usize) {
-        let oldest = usize::from(self.oldest);
-        let grpid = self.slots[oldest].requests.first().map_or(0, Fault::grpid);
-        (grpid, self.evict(grpid))
-    }
-
     /// Drops the requests of group `grpid`, and remembers that it lost them. Returns how many.
     fn evict(&mut self, grpid: u32) -> usize {
         let count = match self.find(grpid) {
@@ -342,14 +333,9 @@ impl Partials {
     }
 
     fn set_evicted(&mut self, grpid: u32, evicted: bool) {
-        if grpid >= PCIE_GROUPS || self.is_evicted(grpid) == evicted {
-            return;
-        }
-        self.evicted[(grpid / 64) as usize] ^= 1 << (grpid % 64);
-        if evicted {
-            self.marked += 1;
-        } else {
-            self.marked -= 1;
+        if grpid < PCIE_GROUPS {
+            let (word, bit) = (&mut self.evicted[(grpid / 64) as usize], 1 << (grpid % 64));
+            *word = if evicted { *word | bit } else { *word & !bit };
         }
     }
 }

@@ -15,7 +15,6 @@ use kernel::{
     prelude::*,
     str::BStr,
     sync::{
-        aref::ARef,
         rcu,
         Arc,
         Mutex, //
@@ -132,22 +131,19 @@ impl Queue {
         }
     }
 
-    /// One of the devices still on the queue.
-    pub(crate) fn any_device(&self) -> Option<ARef<Device>> {
-        self.devices.lock().last().map(|param| param.dev().into())
-    }
-
-    /// Forgets `dev`, whose fault data is no longer published (a driver bug): there is nothing to
-    /// unpublish, only the queue's reference to drop.
-    pub(crate) fn forget(&self, dev: &Device) {
-        self.devices
-            .lock()
-            .retain(|param| !core::ptr::eq::<Device>(param.dev(), dev));
-    }
-
-    /// Waits for every work item, and the ones they queue, before the queue goes away
-    /// (`iopf_queue_free()`, once its devices are removed).
-    pub(crate) fn drain(&self) {
+    /// Removes the devices still on the queue, then waits for the work on its workqueue
+    /// (`iopf_queue_free()`). `device` gives the view of a device on the queue.
+    pub(crate) fn free(&self, device: impl for<'a> Fn(&'a Device) -> Option<FaultDevice<'a>>) {
+        // Not `while let`: the lock must not be held while the device is removed.
+        loop {
+            let Some(param) = self.devices.lock().last().cloned() else {
+                break;
+            };
+            if !device(param.dev()).is_some_and(|dev| self.remove_device(&dev).is_ok()) {
+                // Its fault data is not published any more (a driver bug): only drop our reference.
+                self.devices.lock().retain(|p| !Arc::ptr_eq(p, &param));
+            }
+        }
         self.wq.drain();
     }
 }

@@ -125,12 +125,10 @@ fn complete(param: Arc<FaultParam>, fault: &Fault, handler: FaultHandler<'_>) {
         }
     };
     if let Err(group) = group.hand_to(handler.handler) {
-        warn_ratelimited!(
-            group.owner().dev(),
-            "iopf with pasid {} aborted\n",
-            fault.pasid()
-        );
-        // The handler is done with the group: answered, then freed when it is dropped.
+        // The handler gave the group back: answered, then freed when it is dropped.
+        let group = group.handed();
+        let dev = group.owner().dev();
+        warn_ratelimited!(dev, "iopf with pasid {} aborted\n", fault.pasid());
         let _ = group.respond(RESP_FAILURE);
     }
 }

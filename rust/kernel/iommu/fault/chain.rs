@@ -46,6 +46,7 @@ impl Fault {
     ///
     /// `ptr` must point to a `struct iopf_fault` whose `fault` member is initialised and stays
     /// valid and unchanged for `'a`. Its `list` member may hold anything: it is never read.
+    #[inline]
     pub unsafe fn from_raw<'a>(ptr: *const bindings::iopf_fault) -> &'a Self {
         // INVARIANT: The caller guarantees the `fault` member; `list` is not used through `&Self`.
         // CAST: `Fault` is `repr(transparent)` over `Opaque<iopf_fault>`, itself over `iopf_fault`.
@@ -54,6 +55,7 @@ impl Fault {
     }
 
     /// The C `struct iopf_fault`, for C functions that take one.
+    #[inline]
     pub fn as_raw(&self) -> *mut bindings::iopf_fault {
         self.0.get()
     }
@@ -65,6 +67,7 @@ impl Fault {
     }
 
     /// A copy of the request in a new allocation, on no list.
+    #[inline]
     pub fn to_owned(&self, flags: Flags) -> Result<KBox<Self>, AllocError> {
         let fault = bindings::iopf_fault {
             fault: *self.raw(),
@@ -74,42 +77,50 @@ impl Fault {
         KBox::new(Self(Opaque::new(fault)), flags)
     }
 
+    #[inline]
     fn raw(&self) -> &bindings::iommu_fault {
         // SAFETY: By the type invariant, `fault` is initialised and unchanged while `self` is
         // borrowed.
         unsafe { &(*self.0.get()).fault }
     }
 
+    #[inline]
     fn flags(&self) -> u32 {
         self.raw().prm.flags
     }
 
     /// The fault's type (`IOMMU_FAULT_*`).
+    #[inline]
     pub fn kind(&self) -> u32 {
         self.raw().type_
     }
 
     /// Whether this is a page request (`IOMMU_FAULT_PAGE_REQ`), the only type of I/O page fault.
+    #[inline]
     pub fn is_page_request(&self) -> bool {
         self.kind() == bindings::iommu_fault_type_IOMMU_FAULT_PAGE_REQ
     }
 
     /// Whether this is the last request of its group (`IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE`).
+    #[inline]
     pub fn is_last(&self) -> bool {
         self.flags() & bindings::IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE != 0
     }
 
     /// Whether the request carries a PASID (`IOMMU_FAULT_PAGE_REQUEST_PASID_VALID`).
+    #[inline]
     pub fn has_pasid(&self) -> bool {
         self.flags() & bindings::IOMMU_FAULT_PAGE_REQUEST_PASID_VALID != 0
     }
 
     /// The PASID field, meaningful if [`Fault::has_pasid`].
+    #[inline]
     pub fn pasid(&self) -> u32 {
         self.raw().prm.pasid
     }
 
     /// The page request group index.
+    #[inline]
     pub fn grpid(&self) -> u32 {
         self.raw().prm.grpid
     }
@@ -120,6 +131,7 @@ impl Fault {
     }
 
     /// The C message that answers this request's group with `code`, as `page_response` takes it.
+    #[inline]
     pub(crate) fn response(&self, code: u32) -> bindings::iommu_page_response {
         bindings::iommu_page_response {
             pasid: self.pasid(),
@@ -129,6 +141,7 @@ impl Fault {
     }
 
     /// The `list` node of the request at `fault`.
+    #[inline]
     fn node(fault: NonNull<Self>) -> *mut bindings::list_head {
         // CAST: `Fault` is `repr(transparent)` over `Opaque<iopf_fault>`, itself over `iopf_fault`.
         let fault = fault.as_ptr().cast::<bindings::iopf_fault>();
@@ -141,6 +154,7 @@ impl Fault {
     /// # Safety
     ///
     /// `node` must be the `list` member of a `struct iopf_fault`.
+    #[inline]
     pub(crate) unsafe fn from_node(node: *mut bindings::list_head) -> NonNull<Self> {
         // SAFETY: Guaranteed by the caller.
         let fault = unsafe { crate::container_of!(node, bindings::iopf_fault, list) };
@@ -200,11 +214,13 @@ impl FaultChain {
     }
 
     /// Whether the chain holds no request.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.first.is_none()
     }
 
     /// The oldest request of the chain.
+    #[inline]
     pub fn first(&self) -> Option<&Fault> {
         // SAFETY: By the type invariant, `first` is a live request owned by the chain, which
         // lives as long as the chain is borrowed.
@@ -237,6 +253,7 @@ impl FaultChain {
     }
 
     /// Adds `fault` as the newest request of the chain.
+    #[inline]
     pub fn push(&mut self, fault: KBox<Fault>) {
         // SAFETY: `KBox::into_raw` never returns null.
         let fault = unsafe { NonNull::new_unchecked(KBox::into_raw(fault)) };
@@ -273,6 +290,7 @@ impl FaultChain {
     ///
     /// `node` must be a node of a valid C list, which takes over the requests: whoever owns that
     /// list must free them as `KBox<Fault>`.
+    #[inline]
     pub(crate) unsafe fn splice_before(self, node: *mut bindings::list_head) {
         let chain = core::mem::ManuallyDrop::new(self);
         let Some(first) = chain.first else {

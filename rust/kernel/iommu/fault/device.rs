@@ -39,6 +39,7 @@ impl Endpoint {
     ///
     /// `dev` must point to a live device whose IOMMU data, if set, stays live for `'a`: the IOMMU
     /// driver calls the IOPF API only for devices it probed and has not released.
+    #[inline]
     pub unsafe fn from_raw<'a>(dev: *mut bindings::device) -> Option<&'a Self> {
         // SAFETY: The caller guarantees that `dev` is live.
         if unsafe { (*dev).iommu }.is_null() {
@@ -55,28 +56,33 @@ impl Endpoint {
     /// # Safety
     ///
     /// As for [`Endpoint::from_raw`].
+    #[inline]
     pub unsafe fn from_device(dev: &Device) -> Option<&Self> {
         // SAFETY: `dev` is live; the caller guarantees the rest.
         unsafe { Self::from_raw(dev.as_raw()) }
     }
 
     /// The device.
+    #[inline]
     pub fn as_device(&self) -> &Device {
         // SAFETY: The device is live while `self` is borrowed.
         unsafe { Device::from_raw(self.0.get()) }
     }
 
+    #[inline]
     fn dev_iommu(&self) -> *mut bindings::dev_iommu {
         // SAFETY: The device is live; by the type invariant `iommu` is set.
         unsafe { (*self.0.get()).iommu }
     }
 
     /// The device's iommu group, or NULL.
+    #[inline]
     pub(crate) fn iommu_group(&self) -> *mut bindings::iommu_group {
         // SAFETY: The device is live.
         unsafe { (*self.0.get()).iommu_group }
     }
 
+    #[inline]
     fn ops(&self) -> Option<&bindings::iommu_ops> {
         // SAFETY: By the type invariant `dev->iommu` is live, and so is the IOMMU driver's
         // `iommu_dev` and its ops, which outlive the devices the driver probed.
@@ -90,17 +96,20 @@ impl Endpoint {
     }
 
     /// The IOMMU driver's `page_response` op, if it has one.
+    #[inline]
     pub fn page_response_op(&self) -> Option<PageResponseOp> {
         // INVARIANT: The op of the driver that probed the device.
         self.ops()?.page_response.map(PageResponseOp)
     }
 
     /// Whether the IOMMU driver lets user space manage the PASID table (`user_pasid_table`).
+    #[inline]
     pub fn user_pasid_table(&self) -> bool {
         self.ops().is_some_and(|ops| ops.user_pasid_table() != 0)
     }
 
     /// `dev->iommu->lock`, which serialises changes of the device's fault data.
+    #[inline]
     pub fn iommu_lock(&self) -> &Mutex<()> {
         // SAFETY: `dev->iommu->lock` is initialised with `dev->iommu` and lives as long as it,
         // which by the type invariant is at least as long as `self` is borrowed.
@@ -113,6 +122,7 @@ impl Endpoint {
     ///
     /// The field must only ever hold NULL or a `P` from [`ForeignOwnable::into_foreign`], and only
     /// be changed through [`Rcu`] (the IOPF framework is the one owner of the field).
+    #[inline]
     pub unsafe fn fault_param<P: ForeignOwnable>(&self) -> &Rcu<P> {
         // SAFETY: The field lives as long as `dev->iommu`, at least as long as `self` is borrowed
         // (type invariant); the caller guarantees what it holds and how it changes.
@@ -137,6 +147,7 @@ pub struct PageResponseOp(
 
 impl PageResponseOp {
     /// Answers the group whose last request is `last`, from `dev`, with `code`.
+    #[inline]
     pub fn send(&self, dev: &Device, last: &Fault, code: u32) {
         let mut msg = last.response(code);
         // SAFETY: By the type invariant the op is valid. It gets a live device, the group's last

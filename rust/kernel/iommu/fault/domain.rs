@@ -34,18 +34,21 @@ impl Domain {
     /// # Safety
     ///
     /// `ptr` must point to a domain that stays live, and attached where it is, for `'a`.
+    #[inline]
     pub unsafe fn from_raw<'a>(ptr: *mut bindings::iommu_domain) -> &'a Self {
         // CAST: `Domain` is `repr(transparent)` over `Opaque<iommu_domain>`.
         // SAFETY: Guaranteed by the caller.
         unsafe { &*ptr.cast::<Self>() }
     }
 
+    #[inline]
     fn raw(&self) -> &bindings::iommu_domain {
         // SAFETY: By the type invariant the members read through this do not change.
         unsafe { &*self.0.get() }
     }
 
     /// The domain's fault handler, if it has one.
+    #[inline]
     pub fn fault_handler(&self) -> Option<IopfHandler> {
         self.raw().iopf_handler.map(IopfHandler)
     }
@@ -79,11 +82,13 @@ unsafe impl Sync for AttachHandle {}
 
 impl AttachHandle {
     /// The C `struct iommu_attach_handle`.
+    #[inline]
     pub fn as_raw(&self) -> *mut bindings::iommu_attach_handle {
         self.0.get()
     }
 
     /// The attached domain.
+    #[inline]
     pub fn domain(&self) -> &Domain {
         // SAFETY: By the type invariant the handle's domain is live and attached while `self` is
         // borrowed.
@@ -125,6 +130,7 @@ impl<'a> FaultHandler<'a> {
     ///
     /// The domain found must stay attached for `'a`: the IOMMU driver must not detach a domain
     /// while it reports page requests for it (it flushes them first).
+    #[inline]
     pub unsafe fn find(dev: &'a Endpoint, fault: &Fault) -> Option<Self> {
         let group = dev.iommu_group();
         if group.is_null() {

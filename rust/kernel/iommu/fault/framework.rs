@@ -22,11 +22,11 @@
 //!    (`iopf_group_response()`), dequeues (`iopf_group_dequeue()`) or defers it
 //!    (`iopf_queue_work()`), and [`Owned`] frees it (`iopf_free_group()`).
 //! 4. Removing the device from its queue answers the groups still pending
-//!    ([`DeviceFaults::answer_pending`]) but does not free them: they stay their handlers', who
+//!    ([`DeviceFaults::answer_oldest`]) but does not free them: they stay their handlers', who
 //!    free them when they are done, whether their work item has run yet or not.
 //!
 //! Every group is answered exactly once: by its handler, by the removal of its device, or, when it
-//! is freed unanswered, [`Owned`] answers it `IOMMU_PAGE_RESP_INVALID`. Answers are sent under the
+//! is freed unanswered, by [`Owned::free`], `IOMMU_PAGE_RESP_INVALID`. Answers are sent under the
 //! fault lock, through [`FaultOwner::page_response`].
 
 use core::{
@@ -82,8 +82,8 @@ pub trait FaultOwner: Send + Sync + Sized + 'static {
 ///
 /// # Invariants
 ///
-/// `pending` heads a C list of the groups of `D` linked through their `pending_node`: every group
-/// on it is live, has its `linked` state set, and belongs to the device whose lock protects this.
+/// `pending` heads a C list of groups of the device linked through their `pending_node`: each is
+/// live and has `linked` set in its [`Locked`] state.
 #[pin_data]
 pub struct DeviceFaults<D: FaultOwner> {
     #[pin]
@@ -102,10 +102,7 @@ impl<D: FaultOwner> DeviceFaults<D> {
             // INVARIANT: An empty list: the head links to itself.
             pending <- Opaque::ffi_init(|head: *mut bindings::list_head| {
                 // SAFETY: `head` is valid for writes and pinned.
-                unsafe {
-                    (*head).next = head;
-                    (*head).prev = head;
-                }
+                unsafe { head.write(bindings::list_head { next: head, prev: head }) }
             }),
             state,
         })
@@ -116,40 +113,59 @@ impl<D: FaultOwner> DeviceFaults<D> {
         self.project().state
     }
 
-    fn head(&self) -> *mut bindings::list_head {
-        self.pending.get()
-    }
-
-    /// Whether some group is pending.
-    pub fn has_pending(&self) -> bool {
-        let head = self.head();
-        // SAFETY: By the type invariant `head` is a valid list head, changed only through
-        // `&mut self`.
-        unsafe { (*head).next != head }
+    /// Links `node` last, or unlinks it (leaving it linked to itself), on the pending list.
+    ///
+    /// # Safety
+    ///
+    /// `node` is the `pending_node` of a live group of the device, on the list to unlink it and
+    /// on no list to link it; it stays live while it is on the list.
+    unsafe fn relink(&mut self, node: *mut bindings::list_head, link: bool) {
+        let head = self.pending.get();
+        // SAFETY: The list is valid (type invariant) and ours to change (`&mut self`), and `node`
+        // is as the caller guarantees.
+        unsafe {
+            let (prev, next) = if link {
+                ((*head).prev, head)
+            } else {
+                ((*node).prev, (*node).next)
+            };
+            (*prev).next = if link { node } else { next };
+            (*next).prev = if link { node } else { prev };
+            (*node).prev = if link { prev } else { node };
+            (*node).next = if link { next } else { node };
+        }
     }
 
     /// Answers the oldest pending group with `code` through `send`, and takes it off the list.
     ///
     /// The group stays its handler's, to free; its handler's answer, if it comes, is dropped.
     /// Returns whether there was a pending group.
-    pub fn answer_oldest(self: Pin<&mut Self>, code: u32, send: impl FnOnce(&Fault, u32)) -> bool {
-        let head = self.head();
-        // SAFETY: `head` is a valid list head, which we may change: we have `&mut self`.
-        let node = unsafe { (*head).next };
-        if node == head {
-            return false;
-        }
-        // SAFETY: By the type invariant a node of the list is the `pending_node` of a live group
-        // of `D`, whose state the fault lock that we hold protects.
-        let group = unsafe { Alloc::<D>::from_pending(node).as_ref() };
+    pub fn answer_oldest(
+        mut self: Pin<&mut Self>,
+        code: u32,
+        send: impl FnOnce(&Fault, u32),
+    ) -> bool {
+        let head = self.pending.get();
+        // SAFETY: By the type invariant the list is valid, and a node of it is the
+        // `pending_node` of a live group of the device.
+        let group = unsafe {
+            let node = (*head).next;
+            if node == head {
+                return false;
+            }
+            Alloc::<D>::from_pending(node).as_ref()
+        };
         send(group.group.last(), code);
-        // SAFETY: We hold the group's fault lock (we have its `DeviceFaults`), and the group is
-        // linked, so not settled: its owner does not touch `linked` or `answer` without the lock.
-        let state = unsafe { &mut *group.state.get() };
-        state.answer = Answer::ByRemoval;
-        // SAFETY: As above.
-        unsafe { group.unlink_locked(state) };
+        let faults = self.as_mut().project_mut();
+        group.locked(faults).answer = Answer::ByRemoval;
+        group.unlink(faults);
         true
+    }
+
+    /// `&mut Self` for the list, which is pinned but not moved by anything here.
+    fn project_mut(self: Pin<&mut Self>) -> &mut Self {
+        // SAFETY: Nothing that takes `&mut Self` in this module moves `pending`.
+        unsafe { self.get_unchecked_mut() }
     }
 }
 
@@ -164,13 +180,17 @@ pub enum Answer {
     ByRemoval,
 }
 
-/// The state of a group, in [`Alloc::state`].
-struct State {
+/// The part of a group's state that the fault lock protects.
+struct Locked {
     /// On its device's pending list.
     linked: bool,
     answer: Answer,
-    /// Its owner has seen, under the fault lock, that it is off the pending list: from then on
-    /// `linked` and `answer` are the owner's alone.
+}
+
+/// The part of a group's state that only its owner uses.
+struct OwnerState {
+    /// The owner saw, under the fault lock, that the group is off the pending list: the
+    /// [`Locked`] state is the owner's alone from then on.
     settled: bool,
     /// Its work item was initialised, by the first `iopf_queue_work()`.
     work_ready: bool,
@@ -183,18 +203,18 @@ struct State {
 ///
 /// - `group` is complete once enqueued: its `faults` list holds `last_fault` and, before it, the
 ///   requests the group owns (each a `KBox<Fault>`); `attach_handle` is the handle of the domain
-///   it is for; `pending_node` is on `owner`'s pending list exactly when `state.linked`.
-/// - `state.linked` and `state.answer` change only with `owner`'s fault lock held; they are read
-///   with it held, or by the group's owner once `state.settled`. `state.settled` and
-///   `state.work_ready` are only used by the group's owner. `state.settled` implies
-///   `!state.linked`, and stays set.
-/// - The owner of the group is the holder of its [`NewGroup`] or [`Owned`], or, once a handler
-///   accepted it, that handler (C code calling the framework with the group's pointer).
+///   it is for; `pending_node` is on the pending list of `owner` exactly when `locked.linked`.
+/// - `locked` changes only with the fault lock of `owner` held; it is read with the lock held, or
+///   by the group's owner once `owned.settled`.
+/// - `owned` is only used by the group's owner: the holder of its [`NewGroup`] or [`Owned`], or,
+///   once a handler accepted it, that handler (C code calling the framework with the group's
+///   pointer, through [`Handed`]). `owned.settled` implies `!locked.linked`, and stays set.
 #[repr(C)]
 struct Alloc<D: FaultOwner> {
     group: IopfGroup,
     owner: Arc<D>,
-    state: UnsafeCell<State>,
+    locked: UnsafeCell<Locked>,
+    owned: UnsafeCell<OwnerState>,
 }
 
 impl<D: FaultOwner> Alloc<D> {
@@ -204,23 +224,14 @@ impl<D: FaultOwner> Alloc<D> {
     ///
     /// `node` must be the `pending_node` of a group of `D`.
     unsafe fn from_pending(node: *mut bindings::list_head) -> NonNull<Self> {
-        // SAFETY: Guaranteed by the caller.
-        let group = unsafe { crate::container_of!(node, bindings::iopf_group, pending_node) };
         // CAST: `group` is the first member of the `repr(C)` `Alloc`, and `IopfGroup` is
-        // `repr(transparent)` over it.
-        // SAFETY: Not null, as computed from a valid pointer.
-        unsafe { NonNull::new_unchecked(group.cast()) }
-    }
-
-    /// The group's allocation, from the group's pointer.
-    ///
-    /// # Safety
-    ///
-    /// `ptr` must be a group of `D` that the framework allocated and did not free yet.
-    unsafe fn from_group(ptr: *mut bindings::iopf_group) -> NonNull<Self> {
-        // CAST: As in `from_pending`.
-        // SAFETY: Guaranteed by the caller: a live group is not null.
-        unsafe { NonNull::new_unchecked(ptr.cast()) }
+        // `repr(transparent)` over `iopf_group`.
+        // SAFETY: Guaranteed by the caller; `container_of!` of a valid pointer is not null.
+        unsafe {
+            NonNull::new_unchecked(
+                crate::container_of!(node, bindings::iopf_group, pending_node).cast(),
+            )
+        }
     }
 
     fn pending_node(&self) -> *mut bindings::list_head {
@@ -228,91 +239,28 @@ impl<D: FaultOwner> Alloc<D> {
         unsafe { &raw mut (*self.group.as_raw()).pending_node }
     }
 
-    /// Takes the group off its device's pending list, if it is on it.
+    /// The state that the fault lock protects, shown to be held by `faults`.
     ///
-    /// # Safety
+    /// # Panics
     ///
-    /// The caller holds the group's fault lock, and `state` is the group's state.
-    unsafe fn unlink_locked(&self, state: &mut State) {
-        if !state.linked {
-            return;
-        }
-        let node = self.pending_node();
-        // SAFETY: The node is on the pending list, which the fault lock that the caller holds
-        // protects; it is unlinked and left linking to itself.
-        unsafe {
-            let (prev, next) = ((*node).prev, (*node).next);
-            (*prev).next = next;
-            (*next).prev = prev;
-            (*node).next = node;
-            (*node).prev = node;
-        }
-        // INVARIANT: Off the list, with the lock held.
-        state.linked = false;
-    }
-
-    /// The state, for the group's owner.
-    ///
-    /// # Safety
-    ///
-    /// The caller is the group's owner, with no other reference to the state alive. Only
-    /// `settled` and `work_ready` may be used, and `linked` and `answer` if `settled`.
+    /// Panics if `faults` is not protected by the fault lock of the group's device.
     #[expect(clippy::mut_from_ref)]
-    unsafe fn owner_state(&self) -> &mut State {
-        // SAFETY: Guaranteed by the caller.
-        unsafe { &mut *self.state.get() }
+    fn locked<'a>(&'a self, faults: &'a mut DeviceFaults<D>) -> &'a mut Locked {
+        if !core::ptr::eq(faults, self.owner.faults().data.get()) {
+            panic!("an IOPF group used under another device's fault lock");
+        }
+        // SAFETY: `faults` is the data of the group's fault lock, borrowed mutably: the lock is
+        // held, by us.
+        unsafe { &mut *self.locked.get() }
     }
 
-    /// Answers the group with `code`, unless it was answered.
-    ///
-    /// # Safety
-    ///
-    /// The caller is the group's owner.
-    unsafe fn respond(&self, code: u32) -> Result<(), Answer> {
-        // SAFETY: We are the owner; the reference is dropped before the lock is taken.
-        let settled = unsafe { self.owner_state() }.settled;
-        if settled {
-            // SAFETY: The owner may read `answer` once settled.
-            let answer = unsafe { self.owner_state() }.answer;
-            if answer != Answer::No {
-                return Err(answer);
-            }
+    /// Takes the group off its device's pending list, if it is on it.
+    fn unlink(&self, faults: &mut DeviceFaults<D>) {
+        // INVARIANT: Off the list, with the lock held.
+        if core::mem::replace(&mut self.locked(faults).linked, false) {
+            // SAFETY: The node is on the pending list, whose lock `faults` shows we hold.
+            unsafe { faults.relink(self.pending_node(), false) };
         }
-        let _faults = self.owner.faults().lock();
-        // SAFETY: We hold the fault lock and are the owner: nobody else uses the state now.
-        let state = unsafe { &mut *self.state.get() };
-        let answered = match state.answer {
-            Answer::No => {
-                self.owner.page_response(self.group.last(), code);
-                state.answer = Answer::ByOwner;
-                Ok(())
-            }
-            answer => Err(answer),
-        };
-        // SAFETY: We hold the fault lock.
-        unsafe { self.unlink_locked(state) };
-        // INVARIANT: Off the list, seen by the owner under the lock.
-        state.settled = true;
-        answered
-    }
-
-    /// Takes the group off its device's pending list.
-    ///
-    /// # Safety
-    ///
-    /// The caller is the group's owner.
-    unsafe fn dequeue(&self) {
-        // SAFETY: We are the owner.
-        if unsafe { self.owner_state() }.settled {
-            return;
-        }
-        let _faults = self.owner.faults().lock();
-        // SAFETY: We hold the fault lock and are the owner.
-        let state = unsafe { &mut *self.state.get() };
-        // SAFETY: We hold the fault lock.
-        unsafe { self.unlink_locked(state) };
-        // INVARIANT: Off the list, seen by the owner under the lock.
-        state.settled = true;
     }
 }
 
@@ -362,45 +310,49 @@ impl<D: FaultOwner> NewGroup<D> {
             return Err(owner);
         };
         let ptr = alloc.as_mut_ptr();
-        // Every member is written here, as C's `kzalloc()` would leave it, without clearing the
-        // whole group first.
         // CAST: `group` is first in `repr(C)` `Alloc`, and `repr(transparent)` over `iopf_group`.
         let group = ptr.cast::<bindings::iopf_group>();
-        // SAFETY: `group` is valid for writes and will not move (it is in its allocation); the
-        // list members are linked to their final addresses.
-        unsafe {
-            (&raw mut (*group).last_fault.fault).write((*last.as_raw()).fault);
+        let owner_ptr = Arc::as_ptr(&owner).cast_mut().cast();
+        // Every member is written, as `kzalloc()` would leave it in C, without clearing the whole
+        // group first; the lists are linked at their final addresses.
+        // SAFETY: `ptr` is valid for writes, in its allocation, which does not move.
+        // INVARIANT: On no list, owned by the new `NewGroup`.
+        let alloc = unsafe {
             let lastnode = &raw mut (*group).last_fault.list;
             let faults = &raw mut (*group).faults;
-            (*faults).next = lastnode;
-            (*faults).prev = lastnode;
-            (*lastnode).next = faults;
-            (*lastnode).prev = faults;
-            (&raw mut (*group).fault_count).write(1);
             let pending = &raw mut (*group).pending_node;
-            (*pending).next = pending;
-            (*pending).prev = pending;
+            (&raw mut (*group).last_fault.fault).write((*last.as_raw()).fault);
+            lastnode.write(bindings::list_head {
+                next: faults,
+                prev: faults,
+            });
+            faults.write(bindings::list_head {
+                next: lastnode,
+                prev: lastnode,
+            });
+            (&raw mut (*group).fault_count).write(1);
+            pending.write(bindings::list_head {
+                next: pending,
+                prev: pending,
+            });
             (&raw mut (*group).work).write_bytes(0, 1);
             (&raw mut (*group).attach_handle).write(handle.as_raw());
             // C never reads it: the framework's data is `Alloc::owner`.
-            (&raw mut (*group).fault_param).write(Arc::as_ptr(&owner).cast_mut().cast());
+            (&raw mut (*group).fault_param).write(owner_ptr);
             (&raw mut (*group).node).write(bindings::list_head::default());
             (&raw mut (*group).cookie).write(0);
             (&raw mut (*ptr).owner).write(owner);
-            (&raw mut (*ptr).state).write(UnsafeCell::new(State {
+            (&raw mut (*ptr).locked).write(UnsafeCell::new(Locked {
                 linked: false,
                 answer: Answer::No,
+            }));
+            (&raw mut (*ptr).owned).write(UnsafeCell::new(OwnerState {
                 settled: false,
                 work_ready: false,
             }));
-        }
-        // SAFETY: Every member of `Alloc` was written above.
-        let alloc = unsafe { alloc.assume_init() };
-        // INVARIANT: Allocated as a `KBox`, on no list, and owned by the new `NewGroup`.
-        // SAFETY: `KBox::into_raw` never returns null.
-        Ok(Self(unsafe {
-            NonNull::new_unchecked(KBox::into_raw(alloc))
-        }))
+            NonNull::new_unchecked(KBox::into_raw(alloc.assume_init()))
+        };
+        Ok(Self(alloc))
     }
 
     fn alloc(&self) -> &Alloc<D> {
@@ -423,35 +375,29 @@ impl<D: FaultOwner> NewGroup<D> {
         take_partials: impl FnOnce(&mut D::State) -> Result<FaultChain, E>,
     ) -> Result<Owned<D>, (Self, E)> {
         let alloc = self.alloc();
-        let mut faults = alloc.owner.faults().lock();
-        let partials = match take_partials(faults.as_mut().state()) {
-            Ok(partials) => partials,
-            Err(e) => {
-                drop(faults);
-                return Err((self, e));
-            }
+        let taken = {
+            let mut faults = alloc.owner.faults().lock();
+            let faults = faults.as_mut().project_mut();
+            take_partials(&mut faults.state).map(|partials| {
+                let group = alloc.group.as_raw();
+                let count = 1 + partials.len();
+                // SAFETY: The group is ours; its `last_fault` node is on its `faults` list,
+                // which takes over the requests. Its pending node is on no list, and `faults` is
+                // its device's: linked with the lock held, the group stays live while it is.
+                unsafe {
+                    partials.splice_before(&raw mut (*group).last_fault.list);
+                    (*group).fault_count = count;
+                    faults.relink(alloc.pending_node(), true);
+                }
+                // INVARIANT: On the list, with the lock held.
+                alloc.locked(faults).linked = true;
+            })
         };
-        let group = alloc.group.as_raw();
-        let count = 1 + partials.len();
-        let head = faults.head();
-        let node = alloc.pending_node();
-        // SAFETY: The group is ours and on no list; its `last_fault` node is on its `faults` list,
-        // which takes over the partial requests. The pending list is protected by the lock we hold.
-        unsafe {
-            partials.splice_before(&raw mut (*group).last_fault.list);
-            (*group).fault_count = count;
-            let tail = (*head).prev;
-            (*node).next = head;
-            (*node).prev = tail;
-            (*tail).next = node;
-            (*head).prev = node;
+        match taken {
+            // INVARIANT: The same owner, now through `Owned`.
+            Ok(()) => Ok(Owned(ManuallyDrop::new(self).0)),
+            Err(e) => Err((self, e)),
         }
-        // SAFETY: The group is ours alone until it is handed to a handler, and we hold its lock.
-        // INVARIANT: On the list, with the lock held.
-        unsafe { (*alloc.state.get()).linked = true };
-        drop(faults);
-        // INVARIANT: The same owner, now through `Owned`.
-        Ok(Owned(ManuallyDrop::new(self).0))
     }
 }
 
@@ -470,9 +416,152 @@ impl<D: FaultOwner> Drop for NewGroup<D> {
     }
 }
 
-/// The owner's hold on a group that is, or was, enqueued: the framework's before it hands the
-/// group to a handler (or after the handler gave it back), then the handler's. Dropping it frees
-/// the group (`iopf_free_group()`).
+/// The owner's use of a group: the framework's before it hands the group to a handler, then,
+/// for as long as a call from the handler lasts, the handler's.
+///
+/// # Invariants
+///
+/// `alloc` is a group of `D`, allocated by [`NewGroup::new`] and enqueued, live for `'a`, and
+/// the holder of the `Handed` is its owner.
+pub struct Handed<'a, D: FaultOwner> {
+    alloc: &'a Alloc<D>,
+}
+
+impl<'a, D: FaultOwner> Handed<'a, D> {
+    /// The group at `ptr`, used by its owner.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be a group of `D` that the framework handed to a handler, live for `'a`, and the
+    /// caller must be its owner (the handler): nobody else answers, dequeues or frees it meanwhile.
+    pub unsafe fn from_raw(ptr: *mut bindings::iopf_group) -> Self {
+        // INVARIANT: Guaranteed by the caller.
+        // CAST: As in `Alloc::from_pending`.
+        // SAFETY: Guaranteed by the caller.
+        Self {
+            alloc: unsafe { &*ptr.cast::<Alloc<D>>() },
+        }
+    }
+
+    /// The reference to the device's data that the group keeps.
+    pub fn owner(&self) -> &'a Arc<D> {
+        &self.alloc.owner
+    }
+
+    #[expect(clippy::mut_from_ref)]
+    fn owned(&self) -> &mut OwnerState {
+        // SAFETY: By the type invariant we are the owner, the only user of `owned`; the
+        // references made here do not outlive the calls that make them.
+        unsafe { &mut *self.alloc.owned.get() }
+    }
+
+    /// Who answered the group, if its owner may know without the lock.
+    fn settled_answer(&self) -> Option<Answer> {
+        // SAFETY: Once settled, `locked` is the owner's alone (type invariant of `Alloc`).
+        self.owned()
+            .settled
+            .then(|| unsafe { (*self.alloc.locked.get()).answer })
+    }
+
+    /// Runs `f` with the group's fault lock held, then marks the group settled: `f` must leave
+    /// it off the pending list.
+    fn settle<R>(&self, f: impl FnOnce(&mut DeviceFaults<D>, &Alloc<D>) -> R) -> R {
+        let mut faults = self.alloc.owner.faults().lock();
+        let result = f(faults.as_mut().project_mut(), self.alloc);
+        self.alloc.unlink(faults.as_mut().project_mut());
+        // INVARIANT: Off the list, seen by the owner under the lock.
+        self.owned().settled = true;
+        result
+    }
+
+    /// Answers the group with `code` (`iopf_group_response()`), unless it was answered: then tells
+    /// by whom.
+    pub fn respond(&self, code: u32) -> Result<(), Answer> {
+        match self.settled_answer() {
+            Some(Answer::No) | None => {}
+            Some(answer) => return Err(answer),
+        }
+        self.settle(|faults, alloc| match alloc.locked(faults).answer {
+            Answer::No => {
+                alloc.owner.page_response(alloc.group.last(), code);
+                alloc.locked(faults).answer = Answer::ByOwner;
+                Ok(())
+            }
+            answer => Err(answer),
+        })
+    }
+
+    /// Takes the group off its device's pending list (`iopf_group_dequeue()`): removing the
+    /// device will not answer it.
+    pub fn dequeue(&self) {
+        if self.settled_answer().is_none() {
+            self.settle(|_, _| ());
+        }
+    }
+
+    /// Queues the group's work item on `wq`, to run `func` (`iopf_queue_work()`).
+    ///
+    /// Fails with `EBUSY` if the work item is already queued, and leaves it alone.
+    ///
+    /// # Safety
+    ///
+    /// `func` must be a work function that may be called with the group's `work` member.
+    pub unsafe fn queue_work(
+        &self,
+        wq: &Queue,
+        func: unsafe extern "C" fn(*mut bindings::work_struct),
+    ) -> Result {
+        // CAST: `Queue` is `repr(transparent)` over `Opaque<workqueue_struct>`.
+        let wq = core::ptr::from_ref(wq)
+            .cast_mut()
+            .cast::<bindings::workqueue_struct>();
+        // SAFETY: Only computes the address of a member.
+        let work = unsafe { &raw mut (*self.alloc.group.as_raw()).work };
+        let owned = self.owned();
+        // SAFETY: The work item is initialised once, by its owner, before it is first queued;
+        // afterwards its `data` is only accessed atomically, and its `func` changed only when it
+        // is not queued (the workqueue reads it once queued). The workqueue and the group are
+        // live, and the owner keeps the group until the work has run; `func` may take the work
+        // item (caller's guarantee).
+        let queued = unsafe {
+            if !owned.work_ready {
+                bindings::init_work_with_key(
+                    work,
+                    Some(func),
+                    false,
+                    c"iopf_group::work".as_char_ptr(),
+                    crate::static_lock_class!().as_ptr(),
+                );
+                owned.work_ready = true;
+            } else if Atomic::from_ptr(&raw mut (*work).data.counter).load(Relaxed)
+                & (1 << bindings::work_bits_WORK_STRUCT_PENDING_BIT)
+                != 0
+            {
+                return Err(EBUSY);
+            } else {
+                (*work).func = Some(func);
+            }
+            bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as c_int, wq, work)
+        };
+        if queued {
+            Ok(())
+        } else {
+            Err(EBUSY)
+        }
+    }
+}
+
+impl<D: FaultOwner> Deref for Handed<'_, D> {
+    type Target = IopfGroup;
+
+    fn deref(&self) -> &IopfGroup {
+        &self.alloc.group
+    }
+}
+
+/// A group that is, or was, enqueued, owned: the framework's before it hands the group to a
+/// handler (or after the handler gave it back), then the handler's until it frees it. Dropping
+/// it frees the group.
 ///
 /// # Invariants
 ///
@@ -492,39 +581,31 @@ impl<D: FaultOwner> Owned<D> {
     /// nobody uses the pointer afterwards.
     pub unsafe fn from_raw(ptr: *mut bindings::iopf_group) -> Self {
         // INVARIANT: Guaranteed by the caller.
-        // SAFETY: Guaranteed by the caller.
-        Self(unsafe { Alloc::from_group(ptr) })
+        // CAST: As in `Alloc::from_pending`.
+        // SAFETY: A live group is not null.
+        Self(unsafe { NonNull::new_unchecked(ptr.cast()) })
     }
 
-    fn alloc(&self) -> &Alloc<D> {
-        // SAFETY: By the type invariant the allocation is live.
-        unsafe { self.0.as_ref() }
-    }
-
-    /// The reference to the device's data that the group keeps.
-    pub fn owner(&self) -> &Arc<D> {
-        &self.alloc().owner
+    /// The owner's use of the group.
+    pub fn handed(&self) -> Handed<'_, D> {
+        // INVARIANT: We own the group, live while `self` is borrowed.
+        Handed {
+            // SAFETY: By the type invariant the allocation is live.
+            alloc: unsafe { self.0.as_ref() },
+        }
     }
 
     /// Calls `handler`, which owns the group if it accepts it (returns 0); otherwise the group is
     /// given back, to be answered and freed.
     pub fn hand_to(self, handler: IopfHandler) -> Result<(), Self> {
         let this = ManuallyDrop::new(self);
-        let group = this.alloc().group.as_raw();
         // SAFETY: The handler of the group's domain gets a complete, enqueued group. By the
         // `iopf_handler` contract it owns the group if it returns 0, and gives it back otherwise.
-        match unsafe { (handler.0)(group) } {
+        match unsafe { (handler.0)(this.handed().as_raw()) } {
             0 => Ok(()),
             // INVARIANT: The handler gave the group back.
             _ => Err(Owned(this.0)),
         }
-    }
-
-    /// Answers the group with `code` (`iopf_group_response()`), unless it was answered: then
-    /// tells by whom.
-    pub fn respond(&self, code: u32) -> Result<(), Answer> {
-        // SAFETY: By the type invariant we own the group.
-        unsafe { self.alloc().respond(code) }
     }
 
     /// Frees the group (`iopf_free_group()`), with the requests it holds and its reference to the
@@ -532,27 +613,16 @@ impl<D: FaultOwner> Owned<D> {
     /// and `unanswered` is told, with the device's data and the group's last request.
     pub fn free(self, unanswered: impl FnOnce(&D, &Fault)) {
         let this = ManuallyDrop::new(self);
-        let alloc = this.alloc();
-        // SAFETY: We own the group; the reference is not kept.
-        let state = unsafe { alloc.owner_state() };
-        if !state.settled || state.answer == Answer::No {
-            let faults = alloc.owner.faults().lock();
-            // SAFETY: We hold the fault lock and are the owner.
-            let state = unsafe { &mut *alloc.state.get() };
-            let answered_here = state.answer == Answer::No;
-            if answered_here {
-                alloc.owner.page_response(alloc.group.last(), RESP_INVALID);
-                state.answer = Answer::ByOwner;
-            }
-            // SAFETY: We hold the fault lock.
-            unsafe { alloc.unlink_locked(state) };
-            drop(faults);
-            if answered_here {
-                unanswered(&alloc.owner, alloc.group.last());
-            }
+        let group = this.handed();
+        if group
+            .settled_answer()
+            .is_none_or(|answer| answer == Answer::No)
+            && group.respond(RESP_INVALID).is_ok()
+        {
+            unanswered(group.owner(), group.last());
         }
         // SAFETY: By the type invariant the allocation is a `KBox` that we own; it is off the
-        // pending list, so nothing else refers to it.
+        // pending list (answering took it off), so nothing else refers to it.
         drop(unsafe { KBox::from_raw(this.0.as_ptr()) });
     }
 }
@@ -561,7 +631,8 @@ impl<D: FaultOwner> Deref for Owned<D> {
     type Target = IopfGroup;
 
     fn deref(&self) -> &IopfGroup {
-        &self.alloc().group
+        // SAFETY: By the type invariant the allocation is live.
+        &unsafe { self.0.as_ref() }.group
     }
 }
 
@@ -569,112 +640,5 @@ impl<D: FaultOwner> Drop for Owned<D> {
     fn drop(&mut self) {
         // INVARIANT: `free` takes over the ownership; `self` is not used afterwards.
         Owned(self.0).free(|_, _| {});
-    }
-}
-
-/// The owner's use of a group that a handler owns, for as long as a call from the handler lasts.
-///
-/// # Invariants
-///
-/// `group` is a group of `D` that the framework allocated, live for `'a`, whose owner is the
-/// caller of the C function that made this.
-pub struct Handed<'a, D: FaultOwner> {
-    alloc: &'a Alloc<D>,
-}
-
-impl<'a, D: FaultOwner> Handed<'a, D> {
-    /// The group at `ptr`, used by its owner.
-    ///
-    /// # Safety
-    ///
-    /// `ptr` must be a group of `D` that the framework handed to a handler, live for `'a`, and the
-    /// caller must be its owner (the handler): nobody else answers, dequeues or frees it meanwhile.
-    pub unsafe fn from_raw(ptr: *mut bindings::iopf_group) -> Self {
-        // INVARIANT: Guaranteed by the caller.
-        // SAFETY: Guaranteed by the caller.
-        Self {
-            alloc: unsafe { Alloc::from_group(ptr).as_ref() },
-        }
-    }
-
-    /// The reference to the device's data that the group keeps.
-    pub fn owner(&self) -> &'a Arc<D> {
-        &self.alloc.owner
-    }
-
-    /// Answers the group with `code` (`iopf_group_response()`), unless it was answered: then tells
-    /// by whom.
-    pub fn respond(&self, code: u32) -> Result<(), Answer> {
-        // SAFETY: By the type invariant the caller is the owner.
-        unsafe { self.alloc.respond(code) }
-    }
-
-    /// Takes the group off its device's pending list (`iopf_group_dequeue()`): removing the
-    /// device will not answer it.
-    pub fn dequeue(&self) {
-        // SAFETY: By the type invariant the caller is the owner.
-        unsafe { self.alloc.dequeue() }
-    }
-
-    /// Queues the group's work item on `wq`, to run `func` (`iopf_queue_work()`).
-    ///
-    /// Fails with `EBUSY` if the work item is already queued, and leaves it alone.
-    ///
-    /// # Safety
-    ///
-    /// `func` must be a work function that may be called with the group's `work` member.
-    pub unsafe fn queue_work(
-        &self,
-        wq: &Queue,
-        func: unsafe extern "C" fn(*mut bindings::work_struct),
-    ) -> Result {
-        // SAFETY: By the type invariant the caller is the owner.
-        let state = unsafe { self.alloc.owner_state() };
-        // SAFETY: Only computes the address of a member.
-        let work = unsafe { &raw mut (*self.alloc.group.as_raw()).work };
-        if state.work_ready {
-            // SAFETY: The work item was initialised; `data` is only accessed atomically.
-            let data = unsafe { Atomic::from_ptr(&raw mut (*work).data.counter) };
-            if data.load(Relaxed) & (1 << bindings::work_bits_WORK_STRUCT_PENDING_BIT) != 0 {
-                return Err(EBUSY);
-            }
-            // SAFETY: The work item is not queued, and only its owner queues it: the workqueue
-            // does not read `func` until it is queued again.
-            unsafe { (*work).func = Some(func) };
-        } else {
-            // SAFETY: `work` is valid and was never queued; the lock class key is static.
-            unsafe {
-                bindings::init_work_with_key(
-                    work,
-                    Some(func),
-                    false,
-                    c"iopf_group::work".as_char_ptr(),
-                    crate::static_lock_class!().as_ptr(),
-                )
-            };
-            state.work_ready = true;
-        }
-        // CAST: `Queue` is `repr(transparent)` over `Opaque<workqueue_struct>`.
-        let wq = core::ptr::from_ref(wq)
-            .cast_mut()
-            .cast::<bindings::workqueue_struct>();
-        // SAFETY: The workqueue and the work item are live; the owner keeps the group alive
-        // until the work has run, and `func` may take the work item (caller's guarantee).
-        let queued = unsafe {
-            bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as c_int, wq, work)
-        };
-        if queued {
-            Ok(())
-        } else {
-            Err(EBUSY)
-        }
-    }
-}
-
-impl<D: FaultOwner> Deref for Handed<'_, D> {
-    type Target = IopfGroup;
-
-    fn deref(&self) -> &IopfGroup {
-        &self.alloc.group
     }
 }

@@ -49,6 +49,7 @@ impl IopfGroup {
     /// # Safety
     ///
     /// `ptr` must point to a group completed by the IOPF framework that stays live for `'a`.
+    #[inline]
     pub unsafe fn from_raw<'a>(ptr: *mut bindings::iopf_group) -> &'a Self {
         // CAST: `IopfGroup` is `repr(transparent)` over `Opaque<iopf_group>`.
         // SAFETY: Guaranteed by the caller.
@@ -56,11 +57,13 @@ impl IopfGroup {
     }
 
     /// The C `struct iopf_group`.
+    #[inline]
     pub fn as_raw(&self) -> *mut bindings::iopf_group {
         self.0.get()
     }
 
     /// The last request of the group, whose arrival completed it.
+    #[inline]
     pub fn last(&self) -> &Fault {
         // SAFETY: By the type invariant `last_fault` is initialised and does not change while
         // `self` is borrowed.
@@ -68,6 +71,7 @@ impl IopfGroup {
     }
 
     /// The number of requests in the group, the last one included.
+    #[inline]
     pub fn len(&self) -> usize {
         // SAFETY: By the type invariant `fault_count` is initialised and does not change.
         unsafe { (*self.as_raw()).fault_count }

@@ -10,7 +10,6 @@ use crate::{
     ffi::c_void,
     sync::{
         atomic::{
-            Acquire,
             Atomic,
             Release, //
         },
@@ -95,7 +94,12 @@ impl<P: ForeignOwnable> Rcu<P> {
     /// The borrow lasts as long as the read-side critical section of `_guard`.
     #[inline]
     pub fn dereference<'a>(&'a self, _guard: &'a Guard) -> Option<P::Borrowed<'a>> {
-        let ptr = self.ptr.load(Acquire);
+        // This `read_volatile` is intended to correspond to the READ_ONCE() of
+        // `rcu_dereference()`, inline: `Atomic::load()` calls a C helper. The pointer is aligned
+        // and only stored to atomically (`replace`), and the reader's accesses depend on its
+        // address, which orders them after the load, as in C.
+        // SAFETY: `self.ptr` is a valid, aligned pointer field.
+        let ptr = unsafe { self.ptr.as_ptr().read_volatile() };
         // SAFETY: By the type invariant a non-NULL pointer stands for a `P` owned by `self`, which
         // is dropped only a grace period after it is replaced, so after `_guard` is released.
         (!ptr.is_null()).then(|| unsafe { P::borrow(ptr) })
@@ -106,7 +110,8 @@ impl<P: ForeignOwnable> Rcu<P> {
     pub fn replace(&self, new: Option<P>) -> RcuOld<P> {
         let new = new.map_or(core::ptr::null_mut(), P::into_foreign);
         // The release ordering makes the initialisation of `new` visible to the readers that load
-        // it. An exchange keeps concurrent updaters from dropping the same value twice.
+        // it, as `rcu_assign_pointer()` does. An exchange keeps concurrent updaters from dropping
+        // the same value twice.
         let old = self.ptr.xchg(new, Release);
         // INVARIANT: `self` owns the new value, `RcuOld` the old one.
         // SAFETY: By the type invariant `old` is NULL or came from `P::into_foreign`, and its value
