@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use crate::cli::{Arch, BenchArgs, Variant};
 use crate::kernel::{self, Built, Profile};
 use crate::ktap;
+use crate::observe_cost;
 use crate::paths::Workspace;
 use crate::qemu::{self, Boot};
 use crate::splat;
@@ -113,7 +114,7 @@ pub fn parse_console(text: &str) -> Vec<Record> {
 }
 
 /// Stats shown for a metric; the CSV has the same.
-fn shown_stats(metric: &str) -> &'static [&'static str] {
+pub(crate) fn shown_stats(metric: &str) -> &'static [&'static str] {
     match metric {
         "faults_per_s" | "held_max" => &["value"],
         "allocs" => &["allocs", "frees", "alloc_bytes"],
@@ -411,13 +412,21 @@ fn bench_profile(variant: Variant, inline_helpers: bool) -> Profile {
     }
 }
 
-fn boot_one(built: &Built, log: PathBuf, timeout: u64, extra: &[&str]) -> Result<Vec<Record>> {
+/// Boots `built` with `cmdline` and the QEMU arguments `extra`, checks the
+/// console, and returns its bench lines.
+pub(crate) fn boot_one(
+    built: &Built,
+    cmdline: &str,
+    log: PathBuf,
+    timeout: u64,
+    extra: &[&str],
+) -> Result<Vec<Record>> {
     let console = qemu::boot_tcg(
         &Boot {
             arch: built.arch,
             image: &built.image,
             initrd: None,
-            cmdline: CMDLINE,
+            cmdline,
             timeout: Duration::from_secs(timeout),
             log,
         },
@@ -537,6 +546,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 );
                 boot_one(
                     b,
+                    CMDLINE,
                     log_path(&logs, arch, tag, b.variant, Some(run)),
                     args.timeout,
                     &[],
@@ -548,11 +558,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 eprintln!("==> icount boot of {}", b.variant.name());
                 boot_one(
                     b,
+                    CMDLINE,
                     log_path(&logs, arch, tag, b.variant, None),
                     args.timeout,
                     ICOUNT,
                 )?;
             }
+        }
+    }
+
+    // The observability rows: the cost of the Rust core's tracepoints and
+    // debugfs files, on the Rust kernel that --inline-helpers does not change.
+    let observe = !args.no_observability && !args.inline_helpers;
+    if observe && !args.from_logs {
+        let jobs = args.target.jobs.unwrap_or_else(toolchain::default_jobs);
+        let built = observe_cost::build(&ws, arch, jobs)?;
+        observe_cost::remove_logs(&logs, arch)?;
+        for run in 0..args.runs {
+            let tag = format!("run{}", run + 1);
+            observe_cost::boot_each(&built, &logs, &tag, args.timeout, &[])?;
+        }
+        if !args.no_icount {
+            observe_cost::boot_each(&built, &logs, "icount", args.timeout, ICOUNT)?;
         }
     }
 
@@ -605,6 +632,23 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             )
         );
         fs::write(out.join(format!("{stem}-icount.csv")), csv(&icount))?;
+    }
+    if observe {
+        let (costs, costs_icount) = observe_cost::read_logs(&logs, arch)?;
+        let observe_stem = format!("{stem}-observability");
+        let mut observed = costs.render(
+            "\nThe Rust core's tracepoints and debugfs files: fixed_cost on four flavours of the \
+             Rust kernel, median of each flavour's boots (noise: the spread of default's boots)",
+        );
+        observed.push_str(&costs_icount.render(
+            "\nSame, one boot each with -icount shift=0 (ns read as guest instructions)",
+        ));
+        fs::write(out.join(format!("{observe_stem}.csv")), costs.csv()?)?;
+        fs::write(
+            out.join(format!("{observe_stem}-icount.csv")),
+            costs_icount.csv()?,
+        )?;
+        text.push_str(&observed);
     }
     fs::write(out.join(format!("{stem}.txt")), &text)?;
     let png = out.join(format!("{stem}-held-partials.png"));

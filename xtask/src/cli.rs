@@ -201,6 +201,10 @@ pub struct BenchArgs {
     /// files are named `*-inline-helpers*`.
     #[arg(long)]
     pub inline_helpers: bool,
+    /// Skip the cost of the Rust core's tracepoints and debugfs files (two
+    /// more Rust kernels, and four short boots per run).
+    #[arg(long)]
+    pub no_observability: bool,
 }
 
 #[derive(Args)]

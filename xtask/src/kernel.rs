@@ -36,6 +36,10 @@ pub enum Profile {
     /// A benchmark kernel whose Rust code inlines the kernel's C helpers
     /// (`CONFIG_RUST_INLINE_HELPERS`).
     BenchInlineHelpers,
+    /// A benchmark kernel without the Rust core's debugfs files.
+    BenchNoDebugfs,
+    /// A benchmark kernel without tracing, so without tracepoints.
+    BenchNoTracepoints,
 }
 
 impl Profile {
@@ -43,7 +47,10 @@ impl Profile {
     fn fragment(self) -> &'static str {
         match self {
             Profile::Test => "debug",
-            Profile::Bench | Profile::BenchInlineHelpers => "bench",
+            Profile::Bench
+            | Profile::BenchInlineHelpers
+            | Profile::BenchNoDebugfs
+            | Profile::BenchNoTracepoints => "bench",
             Profile::Kcsan => "kcsan",
         }
     }
@@ -55,6 +62,8 @@ impl Profile {
     fn late_fragment(self) -> Option<&'static str> {
         match self {
             Profile::BenchInlineHelpers => Some("inline-helpers.config"),
+            Profile::BenchNoDebugfs => Some("no-debugfs.config"),
+            Profile::BenchNoTracepoints => Some("no-tracepoints.config"),
             _ => None,
         }
     }
@@ -66,6 +75,8 @@ impl Profile {
             Profile::Bench => "-bench",
             Profile::Kcsan => "-kcsan",
             Profile::BenchInlineHelpers => "-bench-inline-helpers",
+            Profile::BenchNoDebugfs => "-bench-no-debugfs",
+            Profile::BenchNoTracepoints => "-bench-no-tracepoints",
         }
     }
 }

@@ -7,16 +7,12 @@
 //! the summary sums them over every kernel booted, with the sanitizer
 //! reports found on their consoles.
 
-use std::fmt::Write as _;
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::cli::{Arch, Variant};
-use crate::kernel::{self, Built, Profile};
+use crate::kernel::{self, Profile};
 use crate::ktap::{self, Outcome};
 use crate::paths::Workspace;
 use crate::qemu::{self, Boot, Console};
@@ -37,6 +33,11 @@ const KCSAN_EXPECTED: &[&str] = &["iopf_rel_partial_flood", "iopf_rel_stress"];
 /// each allocation and free), so the full flood runs on the KCSAN kernels.
 const DEBUG_FLOOD: &str = "iopf_kunit.flood=100000";
 
+/// KASAN reports every bad access of the boot, not only its first: a
+/// use-after-free on a kworker fails no KUnit case, only the run (through
+/// its report), so an earlier report must not hide it.
+const EVERY_REPORT: &str = "kasan_multi_shot";
+
 /// Boot arguments of a test boot with the leak scan: no power-off after
 /// KUnit, so that the initramfs' `/init` scans.
 const LEAK_SCAN_CMDLINE: &str = "kunit_shutdown=none";
@@ -50,33 +51,31 @@ pub const CMDLINE_ENV: &str = "IOPF_TEST_CMDLINE";
 pub fn cmdline(leak_scan: bool) -> String {
     let extra = std::env::var(CMDLINE_ENV).unwrap_or_default();
     let scan = if leak_scan { LEAK_SCAN_CMDLINE } else { "" };
-    format!("{DEBUG_FLOOD} {scan} {extra}").trim().to_string()
+    format!("{DEBUG_FLOOD} {EVERY_REPORT} {scan} {extra}")
+        .trim()
+        .to_string()
 }
 
 /// Marks `/init`'s own lines.
 const LEAK_MARK: &str = "# iopf-kmemleak:";
 
-/// `/init` of the leak-scan initramfs: mounts debugfs, waits until the
-/// tests' objects are old enough to be reported (5 s), scans twice (a
-/// first scan only records checksums: an object is reported once it stays
+/// The end of a test boot's `/init`, with debugfs mounted: waits until the
+/// tests' objects are old enough to be reported (5 s), scans twice (a first
+/// scan only records checksums: an object is reported once it stays
 /// unreferenced and unchanged across scans), prints the report and powers
 /// off.
-const LEAK_INIT: &str = r##"#!/bin/busybox sh
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t sysfs sysfs /sys
-/bin/busybox mount -t debugfs debugfs /sys/kernel/debug
-leaks=/sys/kernel/debug/kmemleak
+pub const LEAK_SCAN: &str = r##"leaks=/sys/kernel/debug/kmemleak
 if [ -e $leaks ]; then
 	echo "# iopf-kmemleak: scanning"
-	/bin/busybox sleep 6
+	sleep 6
 	echo scan > $leaks
 	echo scan > $leaks
-	/bin/busybox cat $leaks
+	cat $leaks
 	echo "# iopf-kmemleak: done"
 else
 	echo "# iopf-kmemleak: unavailable"
 fi
-/bin/busybox poweroff -f
+poweroff -f
 "##;
 
 /// The figures of the reliability suite.
@@ -160,50 +159,6 @@ pub fn debug_figures(console: &str) -> Figures {
         sanitizer_reports: splat::find(console).len() as u64,
         ..Figures::parse(console)
     }
-}
-
-/// Builds the leak-scan initramfs for `built` (busybox and `/init`), or
-/// `None` where the host's busybox cannot run in the guest.
-pub fn leak_scan_initrd(ws: &Workspace, built: &Built) -> Result<Option<PathBuf>> {
-    if built.arch != Arch::X86_64 {
-        eprintln!("==> kmemleak scan: x86_64 only (the host's busybox)");
-        return Ok(None);
-    }
-    if !Path::new("/bin/busybox").exists() {
-        bail!("missing /bin/busybox: run `cargo xtask setup` (busybox-static)");
-    }
-    let gen_init_cpio = ws
-        .build_dir(built.arch, built.variant)
-        .join("usr/gen_init_cpio");
-    let out = ws.cache.join("reliability").join(built.arch.kbuild_name());
-    fs::create_dir_all(&out)?;
-    let init = out.join("init");
-    fs::write(&init, LEAK_INIT)?;
-    let list = out.join("initramfs.list");
-    fs::write(&list, cpio_list(&init))?;
-    let cpio = out.join("initramfs.cpio");
-    let status = Command::new(&gen_init_cpio)
-        .arg("-o")
-        .arg(&cpio)
-        .arg(&list)
-        .status()
-        .with_context(|| format!("running {}", gen_init_cpio.display()))?;
-    if !status.success() {
-        bail!("{} failed on {}", gen_init_cpio.display(), list.display());
-    }
-    Ok(Some(cpio))
-}
-
-/// A `gen_init_cpio` list: busybox, called by its full path, and `/init`.
-fn cpio_list(init: &Path) -> String {
-    let mut list = String::new();
-    for dir in ["/bin", "/dev", "/proc", "/sys"] {
-        let _ = writeln!(list, "dir {dir} 0755 0 0");
-    }
-    list.push_str("nod /dev/console 0600 0 0 c 5 1\n");
-    list.push_str("file /bin/busybox /bin/busybox 0755 0 0\n");
-    let _ = writeln!(list, "file /init {} 0755 0 0", init.display());
-    list
 }
 
 /// Problems of a boot with the leak scan: the scan must have run to its end
@@ -391,7 +346,8 @@ mod tests {
 
     #[test]
     fn debug_kernels_flood_less_and_may_scan() {
-        assert!(cmdline(true).starts_with("iopf_kunit.flood=100000 kunit_shutdown=none"));
+        assert!(cmdline(true)
+            .starts_with("iopf_kunit.flood=100000 kasan_multi_shot kunit_shutdown=none"));
         assert!(!cmdline(false).contains("kunit_shutdown"));
     }
 
@@ -408,21 +364,12 @@ mod tests {
         assert_eq!(leak_scan_problems("").len(), 1);
     }
 
-    #[test]
-    fn the_initramfs_has_busybox_and_init() {
-        let list = cpio_list(Path::new("/x/init"));
-        assert!(list.contains("file /init /x/init 0755 0 0\n"));
-        assert!(list.contains("file /bin/busybox /bin/busybox"));
-        assert!(list.contains("dir /sys 0755 0 0\n"));
-        assert!(LEAK_INIT.contains("echo scan > $leaks\n\techo scan > $leaks"));
-    }
-
     fn console(text: &str) -> Console {
         Console {
             text: text.into(),
             timed_out: false,
             took: Duration::ZERO,
-            log: PathBuf::from("/dev/null"),
+            log: std::path::PathBuf::from("/dev/null"),
         }
     }
 

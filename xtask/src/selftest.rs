@@ -466,39 +466,6 @@ fn init_script(selection: &Selection) -> String {
     script
 }
 
-/// A `gen_init_cpio` list: the base directories, busybox with a symlink per
-/// applet (paths as `busybox --list-full` prints them), `/init` and the
-/// programs in `/bin`.
-fn cpio_list(applets: &[String], init: &Path, programs: &[(String, PathBuf)]) -> String {
-    let mut dirs: BTreeSet<String> = ["/bin", "/dev", "/proc", "/sys", "/tmp"]
-        .iter()
-        .map(|d| d.to_string())
-        .collect();
-    for applet in applets {
-        let mut path = Path::new("/").join(applet);
-        while path.pop() && path != Path::new("/") {
-            dirs.insert(path.display().to_string());
-        }
-    }
-    let mut list = String::new();
-    for dir in &dirs {
-        let _ = writeln!(list, "dir {dir} 0755 0 0");
-    }
-    list.push_str("nod /dev/console 0600 0 0 c 5 1\n");
-    list.push_str("file /bin/busybox /bin/busybox 0755 0 0\n");
-    for applet in applets {
-        let path = format!("/{applet}");
-        if path != "/bin/busybox" && !applet.contains(char::is_whitespace) {
-            let _ = writeln!(list, "slink {path} /bin/busybox 0777 0 0");
-        }
-    }
-    let _ = writeln!(list, "file /init {} 0755 0 0", init.display());
-    for (name, bin) in programs {
-        let _ = writeln!(list, "file /bin/{name} {} 0755 0 0", bin.display());
-    }
-    list
-}
-
 /// Writes `/init` and packs the initramfs with the kernel's gen_init_cpio.
 fn initramfs(
     gen_init_cpio: &Path,
@@ -506,43 +473,7 @@ fn initramfs(
     programs: &[(String, PathBuf)],
     selection: &Selection,
 ) -> Result<PathBuf> {
-    pack_initramfs(gen_init_cpio, out, &init_script(selection), programs)
-}
-
-/// Packs busybox, `init` as `/init` and `programs` into `out/initramfs.cpio`
-/// with the kernel's gen_init_cpio; also used by the demo (`cargo xtask run`).
-pub(crate) fn pack_initramfs(
-    gen_init_cpio: &Path,
-    out: &Path,
-    init: &str,
-    programs: &[(String, PathBuf)],
-) -> Result<PathBuf> {
-    let listed = Command::new("/bin/busybox")
-        .arg("--list-full")
-        .output()
-        .context("running busybox --list-full")?;
-    let applets: Vec<String> = String::from_utf8(listed.stdout)?
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    let init_path = out.join("init");
-    fs::write(&init_path, init)?;
-    let init = init_path;
-    let list = out.join("initramfs.list");
-    fs::write(&list, cpio_list(&applets, &init, programs))?;
-    let cpio = out.join("initramfs.cpio");
-    let status = Command::new(gen_init_cpio)
-        .arg("-o")
-        .arg(&cpio)
-        .arg(&list)
-        .status()
-        .with_context(|| format!("running {}", gen_init_cpio.display()))?;
-    if !status.success() {
-        bail!("{} failed on {}", gen_init_cpio.display(), list.display());
-    }
-    Ok(cpio)
+    crate::initramfs::pack(gen_init_cpio, out, &init_script(selection), programs)
 }
 
 /// Turns the failures of [`KNOWN_FAILURES`] into skips (`XFAIL reason`)
@@ -1165,28 +1096,5 @@ mod tests {
         assert!(script.contains("\nrun iommufd_fail_nth '-t' 'it'\\''s'\n"));
         assert!(script.contains("echo \"# iopf-selftest: $name exit=$rc took=${took}s\""));
         assert!(script.ends_with("poweroff -f\n"));
-    }
-
-    #[test]
-    fn cpio_list_has_busybox_applets_and_programs() {
-        let applets = [
-            "bin/sh".to_string(),
-            "usr/sbin/chroot".into(),
-            "bin/busybox".into(),
-        ];
-        let programs = [("iommufd".to_string(), PathBuf::from("/c/iommufd"))];
-        let list = cpio_list(&applets, Path::new("/c/init"), &programs);
-        for line in [
-            "dir /usr 0755 0 0",
-            "dir /usr/sbin 0755 0 0",
-            "nod /dev/console 0600 0 0 c 5 1",
-            "slink /bin/sh /bin/busybox 0777 0 0",
-            "slink /usr/sbin/chroot /bin/busybox 0777 0 0",
-            "file /init /c/init 0755 0 0",
-            "file /bin/iommufd /c/iommufd 0755 0 0",
-        ] {
-            assert!(list.lines().any(|l| l == line), "{line} in\n{list}");
-        }
-        assert!(!list.contains("slink /bin/busybox"));
     }
 }

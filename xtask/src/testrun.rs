@@ -2,13 +2,15 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 
 use crate::bad_input;
 use crate::cli::{Arch, RunArgs, TestArgs, Variant};
+use crate::initramfs;
 use crate::kernel::{self, Built};
 use crate::ktap::{self, Counts, Outcome, Report};
 use crate::paths::Workspace;
@@ -23,6 +25,8 @@ use crate::toolchain;
 const EXPECTED_SUITES: &[(&str, &[Variant])] = &[
     ("iopf", &[Variant::C, Variant::Rust]),
     ("iopf_rust_partial", &[Variant::Rust]),
+    // The Rust core's trace events and debugfs files.
+    ("iopf_observe", &[Variant::Rust]),
     ("iopf_sva", &[Variant::C, Variant::Rust]),
     // rust/kernel/ratelimit.rs, which the Rust core's warnings use.
     ("rust_kernel_ratelimit", &[Variant::C, Variant::Rust]),
@@ -96,6 +100,9 @@ fn boot_and_judge(
     }
     if initrd.is_some() {
         problems.extend(reliability::leak_scan_problems(&console.text));
+        if built.variant == Variant::Rust {
+            problems.extend(crate::demo::problems(&console.text));
+        }
     }
     if built.variant == Variant::Rust {
         problems.extend(bad_input::problems(&report));
@@ -113,6 +120,37 @@ fn boot_and_judge(
     })
 }
 
+/// The initramfs of a test boot, whose `/init` runs after KUnit: on the Rust
+/// kernel, the demo's script, whose trace events and debugfs files are
+/// checked; then the kmemleak scan. x86_64 only (the host's busybox, and
+/// the sample needs IOMMUFD_TEST).
+fn test_initrd(ws: &Workspace, built: &Built) -> Result<Option<PathBuf>> {
+    if built.arch != Arch::X86_64 {
+        eprintln!("==> kmemleak scan and the demo's script: x86_64 only (the host's busybox)");
+        return Ok(None);
+    }
+    selftest::check_busybox()?;
+    let script = match built.variant {
+        Variant::Rust => {
+            crate::demo::check_bound(ws, built.arch)?;
+            crate::demo::SCRIPT
+        }
+        // The script checks the Rust core's events, files and bound.
+        Variant::C => &[],
+    };
+    let init = crate::demo::init_script(script, reliability::LEAK_SCAN);
+    let out = ws.cache.join("test-initramfs").join(format!(
+        "{}-{}",
+        built.arch.kbuild_name(),
+        built.variant.name()
+    ));
+    fs::create_dir_all(&out)?;
+    let gen_init_cpio = ws
+        .build_dir(built.arch, built.variant)
+        .join("usr/gen_init_cpio");
+    Ok(Some(initramfs::pack(&gen_init_cpio, &out, &init, &[])?))
+}
+
 pub fn test(args: &TestArgs) -> Result<()> {
     let ws = Workspace::discover()?;
     let arch = args.target.arch;
@@ -128,8 +166,7 @@ pub fn test(args: &TestArgs) -> Result<()> {
     }
     let mut runs = Vec::new();
     for b in &built {
-        // With an initramfs whose /init scans for leaks after KUnit.
-        let scan = reliability::leak_scan_initrd(&ws, b)?;
+        let scan = test_initrd(&ws, b)?;
         let cmdline = reliability::cmdline(scan.is_some());
         runs.push(boot_and_judge(
             &ws,

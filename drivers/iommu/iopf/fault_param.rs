@@ -10,6 +10,7 @@
 use kernel::{
     device::Device,
     iommu::fault::{
+        trace,
         DeviceFaults,
         Endpoint,
         Fault,
@@ -30,7 +31,10 @@ use kernel::{
     workqueue::OwnedQueue,
 };
 
-use crate::partial::Partials;
+use crate::{
+    partial::Partials,
+    stats::Stats, //
+};
 
 /// A device that reports page requests, as the core sees it: the device, and the field of its
 /// IOMMU data where its fault data is published (`dev->iommu->fault_param`).
@@ -44,6 +48,12 @@ impl FaultDevice<'_> {
     pub(crate) fn dev(&self) -> &Device {
         self.endpoint.as_device()
     }
+}
+
+/// What a device's fault lock protects besides its pending groups.
+pub(crate) struct State {
+    pub(crate) partials: Partials,
+    pub(crate) stats: Stats,
 }
 
 /// The fault data of one device.
@@ -60,18 +70,29 @@ pub(crate) struct FaultParam {
 }
 
 impl FaultOwner for FaultParam {
-    type State = Partials;
+    type State = State;
 
     fn faults(&self) -> &Mutex<DeviceFaults<Self>> {
         &self.faults
     }
 
-    fn page_response(&self, last: &Fault, code: u32) {
-        self.respond.send(&self.dev, last, code);
+    fn page_response(&self, state: &mut State, last: &Fault, tag: u32, code: u32) {
+        // Called once for each group the core handed over (`Stats::new_group()`).
+        state.stats.open = state.stats.open.saturating_sub(1);
+        self.answer(state, last, tag, code);
     }
 }
 
 impl FaultParam {
+    /// Answers `last` with `code`, counted and traced, under the fault lock that protects
+    /// `state`: the last request of a group (whose tag is `tag`), or a request that formed no
+    /// group (`tag` 0).
+    pub(crate) fn answer(&self, state: &mut State, last: &Fault, tag: u32, code: u32) {
+        let latency = state.stats.answered(code, tag);
+        trace::answer(&self.dev, last, code, latency);
+        self.respond.send(&self.dev, last, code);
+    }
+
     /// The fault data of `dev`, whose driver answers with `respond`, on a queue running `wq`.
     pub(crate) fn new(
         dev: &Endpoint,
@@ -84,7 +105,10 @@ impl FaultParam {
                 respond,
                 wq,
                 faults <- new_mutex!(
-                    DeviceFaults::new(Partials::new()),
+                    DeviceFaults::new(State {
+                        partials: Partials::new(),
+                        stats: Stats::new(),
+                    }),
                     "iommu_fault_param::lock"
                 ),
             }),

@@ -17,7 +17,9 @@
 //! - [`fault_param::FaultParam`] (`struct iommu_fault_param`) is a device's fault data, published
 //!   in `dev->iommu->fault_param` under RCU; every group of the device holds a reference to it;
 //! - [`partial::Partials`] holds the requests of incomplete groups, indexed by group, bounded;
-//! - [`report`] is the path of a page request, from the driver to the domain's handler.
+//! - [`report`] is the path of a page request, from the driver to the domain's handler;
+//! - [`stats::Stats`] counts what a device's requests came to, for debugfs; the tracepoints of
+//!   each step are `kernel::iommu::fault::trace`.
 //!
 //! See `Documentation/iommu/iopf-rust.rst` for the ownership, lifetimes and lock order.
 
@@ -32,3 +34,4 @@ pub mod ffi; // `pub`: its functions are called from C.
 mod partial;
 mod queue;
 mod report;
+mod stats;

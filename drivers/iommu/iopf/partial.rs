@@ -63,8 +63,9 @@ struct Slot {
 pub(crate) enum Hold {
     /// The request is held.
     Held,
-    /// The request is held, and the oldest group, `grpid`, was dropped with its `count` requests
-    /// to stay within the bound. If that was the request's own group, the request went too.
+    /// The oldest group, `grpid`, was dropped with its `count` requests to stay within the bound,
+    /// and the request is held; or, if that was the request's own group, the request went too
+    /// (counted in `count`).
     Evicted { grpid: u32, count: usize },
     /// The request was dropped: its group lost requests before, or the table could not grow.
     Dropped,
@@ -92,6 +93,7 @@ pub(crate) struct Partials {
     shift: u32,
     groups: usize,
     held: usize,
+    held_max: usize,
     limit: usize,
     oldest: u16,
     newest: u16,
@@ -112,6 +114,7 @@ impl Partials {
             shift: 0,
             groups: 0,
             held: 0,
+            held_max: 0,
             limit: if limit == 0 { 1 } else { limit },
             oldest: NONE,
             newest: NONE,
@@ -125,7 +128,13 @@ impl Partials {
         self.held
     }
 
-    /// Number of requests dropped to stay within the bound, ever.
+    /// The most requests held at once, ever.
+    pub(crate) fn held_max(&self) -> usize {
+        self.held_max
+    }
+
+    /// Number of requests dropped, ever: to stay within the bound, of a group that lost requests,
+    /// or for want of memory.
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped
     }
@@ -134,6 +143,7 @@ impl Partials {
     pub(crate) fn hold(&mut self, fault: KBox<Fault>) -> Hold {
         let grpid = fault.grpid();
         if self.is_evicted(grpid) {
+            self.dropped += 1;
             return Hold::Dropped;
         }
         let mut outcome = Hold::Held;
@@ -141,19 +151,24 @@ impl Partials {
             let oldest = self.slots[usize::from(self.oldest)].requests.first();
             let oldest = oldest.map_or(grpid, Fault::grpid);
             let count = self.evict(oldest);
+            if oldest == grpid && self.is_evicted(grpid) {
+                self.dropped += 1;
+                return Hold::Evicted {
+                    grpid,
+                    count: count + 1,
+                };
+            }
             outcome = Hold::Evicted {
                 grpid: oldest,
                 count,
             };
-            if oldest == grpid && self.is_evicted(grpid) {
-                return outcome;
-            }
         }
         let slot = match self.find(grpid) {
             Some(slot) => slot,
             None if self.reserve_group().is_ok() => self.insert(grpid),
             None => {
                 self.evict(grpid);
+                self.dropped += 1;
                 return Hold::Dropped;
             }
         };
@@ -161,6 +176,7 @@ impl Partials {
         slot.requests.push(fault);
         slot.count += 1;
         self.held += 1;
+        self.held_max = self.held_max.max(self.held);
         outcome
     }
 
@@ -185,6 +201,7 @@ impl Partials {
     pub(crate) fn clear(&mut self) {
         *self = Self {
             dropped: self.dropped,
+            held_max: self.held_max,
             ..Self::with_limit(self.limit)
         };
     }
@@ -439,6 +456,22 @@ mod tests {
             Hold::Evicted { grpid: 4, count: 1 }
         );
         assert_eq!(&take(&mut store, 5).unwrap()[..], &[0x7000, 0x8000]);
+    }
+
+    #[test]
+    fn every_request_not_held_is_counted_as_dropped() {
+        let mut store = Partials::with_limit(2);
+        store.hold(request(1, 0x1000));
+        store.hold(request(1, 0x2000));
+        // Full: the oldest group is this request's own, and goes with it.
+        assert_eq!(
+            store.hold(request(1, 0x3000)),
+            Hold::Evicted { grpid: 1, count: 3 }
+        );
+        assert_eq!(store.dropped(), 3);
+        assert_eq!(store.hold(request(1, 0x4000)), Hold::Dropped);
+        assert_eq!(store.dropped(), 4);
+        assert_eq!((store.held(), store.held_max()), (0, 2));
     }
 
     #[test]

@@ -5,12 +5,19 @@
 //! An IOMMU driver allocates one per IOMMU (or per event queue) and adds the devices whose page
 //! requests it reports. The queue owns the workqueue on which handlers defer their work (shared
 //! with the devices' fault data, so that a group whose handler outlives the queue can still use
-//! it), and a reference to the fault data of each device added to it.
+//! it), a reference to the fault data of each device added to it and, with
+//! `CONFIG_IOMMU_IOPF_RUST_DEBUGFS`, their debugfs files.
 
 use kernel::{
     bindings,
     device::Device,
-    iommu::fault::FaultOwner,
+    iommu::fault::{
+        trace::{
+            self,
+            Abort, //
+        },
+        FaultOwner,
+    },
     new_mutex,
     prelude::*,
     str::BStr,
@@ -27,16 +34,29 @@ use crate::fault_param::{
     FaultDevice,
     FaultParam, //
 };
+#[cfg(CONFIG_IOMMU_IOPF_RUST_DEBUGFS)]
+use crate::stats::{
+    self,
+    DeviceFiles, //
+};
 
 const RESP_INVALID: u32 = bindings::iommu_page_response_code_IOMMU_PAGE_RESP_INVALID;
+
+/// A device on a queue: the queue's reference to its fault data, and its debugfs files.
+struct Member {
+    param: Arc<FaultParam>,
+    #[cfg(CONFIG_IOMMU_IOPF_RUST_DEBUGFS)]
+    _files: Pin<KBox<DeviceFiles>>,
+}
 
 /// A fault queue and the devices on it.
 #[pin_data]
 pub(crate) struct Queue {
     wq: Arc<OwnedQueue>,
-    /// The queue's reference to the fault data of each device on it.
+    #[cfg(CONFIG_IOMMU_IOPF_RUST_DEBUGFS)]
+    dir: kernel::debugfs::Dir,
     #[pin]
-    devices: Mutex<KVec<Arc<FaultParam>>>,
+    devices: Mutex<KVec<Member>>,
 }
 
 impl Queue {
@@ -45,14 +65,15 @@ impl Queue {
     /// The workqueue is unbound and unordered: requests within a group are ordered by the report
     /// path, and groups may be handled in any order.
     pub(crate) fn new(name: &CStr) -> Result<Arc<Self>> {
-        let name = BStr::from_bytes(name.to_bytes());
         let wq = OwnedQueue::builder()
             .unbound()
-            .build(fmt!("iopf_queue/{}", name))?;
+            .build(fmt!("iopf_queue/{}", BStr::from_bytes(name.to_bytes())))?;
         let wq = Arc::new(wq, GFP_KERNEL)?;
         Arc::pin_init(
             pin_init!(Self {
                 wq,
+                #[cfg(CONFIG_IOMMU_IOPF_RUST_DEBUGFS)]
+                dir: stats::queue_dir(name),
                 devices <- new_mutex!(KVec::new(), "iopf_queue::lock"),
             }),
             GFP_KERNEL,
@@ -79,7 +100,14 @@ impl Queue {
             return Err(EBUSY);
         }
         let param = FaultParam::new(dev.endpoint, respond, self.wq.clone())?;
-        devices.push(param.clone(), GFP_KERNEL)?;
+        devices.push(
+            Member {
+                #[cfg(CONFIG_IOMMU_IOPF_RUST_DEBUGFS)]
+                _files: KBox::pin_init(DeviceFiles::new(&self.dir, &param), GFP_KERNEL)?,
+                param: param.clone(),
+            },
+            GFP_KERNEL,
+        )?;
         drop(dev.published.replace(Some(param)));
         Ok(())
     }
@@ -96,7 +124,7 @@ impl Queue {
             dev.published.dereference(&guard).and_then(|published| {
                 devices
                     .iter()
-                    .position(|param| core::ptr::eq::<FaultParam>(&**param, &*published))
+                    .position(|m| core::ptr::eq::<FaultParam>(&*m.param, &*published))
             })
         };
         let Some(index) = index else {
@@ -106,28 +134,36 @@ impl Queue {
             );
             return Err(EINVAL);
         };
-        let param = devices.remove(index).map_err(|_| EINVAL)?;
+        let member = devices.remove(index).map_err(|_| EINVAL)?;
+        let param = &member.param;
         {
             let mut faults = param.faults().lock();
-            faults.as_mut().state().clear();
-            while faults
-                .as_mut()
-                .answer_oldest(RESP_INVALID, |last, code| param.page_response(last, code))
-            {
+            faults.as_mut().state().partials.clear();
+            while let Some(last) = faults.as_mut().answer_oldest(RESP_INVALID, param) {
+                trace::abort(param.dev(), last, Abort::Removed);
             }
         }
         let unpublished = dev.published.replace(None);
         drop(iommu);
         drop(devices);
-        // Waits for a grace period, out of the locks, before the reference goes.
+        // Out of the locks: the debugfs files wait for their readers, and the fault data goes
+        // once no RCU reader can be using it.
+        drop(member);
         drop(unpublished);
         Ok(())
     }
 
     /// Drops the held partials of every device (`iopf_queue_discard_partial()`).
     pub(crate) fn discard_partial(&self) {
-        for param in self.devices.lock().iter() {
-            param.faults().lock().as_mut().state().clear();
+        for member in self.devices.lock().iter() {
+            member
+                .param
+                .faults()
+                .lock()
+                .as_mut()
+                .state()
+                .partials
+                .clear();
         }
     }
 
@@ -136,12 +172,15 @@ impl Queue {
     pub(crate) fn free(&self, device: impl for<'a> Fn(&'a Device) -> Option<FaultDevice<'a>>) {
         // Not `while let`: the lock must not be held while the device is removed.
         loop {
-            let Some(param) = self.devices.lock().last().cloned() else {
+            let Some(param) = self.devices.lock().last().map(|m| m.param.clone()) else {
                 break;
             };
-            if !device(param.dev()).is_some_and(|dev| self.remove_device(&dev).is_ok()) {
-                // Its fault data is not published any more (a driver bug): only drop our reference.
-                self.devices.lock().retain(|p| !Arc::ptr_eq(p, &param));
+            if device(param.dev()).is_none_or(|dev| self.remove_device(&dev).is_err()) {
+                // Its fault data is not published any more (a driver bug): only drop our
+                // reference.
+                self.devices
+                    .lock()
+                    .retain(|m| !Arc::ptr_eq(&m.param, &param));
             }
         }
         self.wq.drain();

@@ -30,7 +30,8 @@
 //! The IOPF framework itself (the Rust implementation of `io-pgfault.c`) uses the requests in C
 //! layout ([`Fault`], [`FaultChain`]), the devices and domains it finds them for ([`Endpoint`],
 //! [`FaultHandler`]), and the life of a group from its allocation to its answer ([`NewGroup`],
-//! [`Owned`], [`Handed`], [`DeviceFaults`]). All three see a group through one type, [`IopfGroup`].
+//! [`Owned`], [`Handed`], [`DeviceFaults`]), and fires the framework's tracepoints ([`trace`], with
+//! `CONFIG_IOMMU_IOPF_RUST`). All three see a group through one type, [`IopfGroup`].
 //!
 //! Every group gets exactly one response: a [`Group`] dropped without [`Group::respond`] is
 //! answered [`ResponseCode::Invalid`].
@@ -43,6 +44,8 @@ mod group;
 mod queue;
 mod request;
 mod response;
+#[cfg(CONFIG_IOMMU_IOPF_RUST)]
+pub mod trace;
 
 pub use self::chain::{
     ChainIter,

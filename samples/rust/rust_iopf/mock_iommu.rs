@@ -260,6 +260,10 @@ unsafe impl Send for MockIommu {}
 // SAFETY: `&MockIommu` only reports page requests, which the IOPF framework serialises.
 unsafe impl Sync for MockIommu {}
 
+/// The most pages of an injected group: enough to go past the Rust core's bound on held partial
+/// requests (2048 by default), which then drops the group.
+pub(crate) const MAX_PAGES: u32 = 4096;
+
 /// The endpoint with the consumer's domain attached.
 pub(crate) const EP_WITH_DOMAIN: u32 = 0;
 /// The endpoint without a domain.
@@ -319,7 +323,7 @@ impl MockIommu {
     ) -> Result<u64> {
         let endpoint = self.endpoint(index)?;
         let registered = endpoint.registered.as_ref().ok_or(ENODEV)?;
-        if pages == 0 || pages > 64 {
+        if pages == 0 || pages > MAX_PAGES {
             return Err(EINVAL);
         }
         let seq = events::next_seq();

@@ -10,7 +10,8 @@
 //! - `inject` (write) takes one command per line, and injects page requests as if the hardware
 //!   had received them:
 //!   - `page EP ADDR PERM`: a group of one page;
-//!   - `group EP PAGES ADDR PERM`: a group of `PAGES` consecutive pages, the last one last;
+//!   - `group EP PAGES ADDR PERM`: a group of `PAGES` (at most 4096) consecutive pages, the last
+//!     one last;
 //!   - `flood EP COUNT`: `COUNT` groups of one page each, for reading;
 //!   - `flush EP`: wait until the consumer's work items for endpoint `EP` have run.
 //!

@@ -78,7 +78,7 @@ impl Fault {
     }
 
     #[inline]
-    fn raw(&self) -> &bindings::iommu_fault {
+    pub(crate) fn raw(&self) -> &bindings::iommu_fault {
         // SAFETY: By the type invariant, `fault` is initialised and unchanged while `self` is
         // borrowed.
         unsafe { &(*self.0.get()).fault }

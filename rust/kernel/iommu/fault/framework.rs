@@ -71,10 +71,11 @@ pub trait FaultOwner: Send + Sync + Sized + 'static {
     /// The device's fault lock.
     fn faults(&self) -> &Mutex<DeviceFaults<Self>>;
 
-    /// Sends the page response `code` for the group whose last request is `last`.
+    /// Sends the page response `code` for the group whose last request is `last`, and whose
+    /// framework's tag (see [`NewGroup::enqueue`]) is `tag`.
     ///
-    /// Called with the fault lock held, once for each group.
-    fn page_response(&self, last: &Fault, code: u32);
+    /// Called with the fault lock held, which protects `state`, once for each group.
+    fn page_response(&self, state: &mut Self::State, last: &Fault, tag: u32, code: u32);
 }
 
 /// What a device's fault lock protects: the groups handed to handlers and not answered yet, and
@@ -136,30 +137,29 @@ impl<D: FaultOwner> DeviceFaults<D> {
         }
     }
 
-    /// Answers the oldest pending group with `code` through `send`, and takes it off the list.
+    /// Answers the oldest pending group with `code`, through `owner` (the device's data), takes
+    /// it off the list, and returns its last request.
     ///
     /// The group stays its handler's, to free; its handler's answer, if it comes, is dropped.
-    /// Returns whether there was a pending group.
-    pub fn answer_oldest(
-        mut self: Pin<&mut Self>,
-        code: u32,
-        send: impl FnOnce(&Fault, u32),
-    ) -> bool {
+    /// The handler cannot free it while `self` is borrowed: freeing it takes the fault lock.
+    pub fn answer_oldest(mut self: Pin<&mut Self>, code: u32, owner: &D) -> Option<&Fault> {
         let head = self.pending.get();
         // SAFETY: By the type invariant the list is valid, and a node of it is the
-        // `pending_node` of a live group of the device.
+        // `pending_node` of a live group of the device, which its owner frees only once it is
+        // off the list, with the lock held.
         let group = unsafe {
             let node = (*head).next;
             if node == head {
-                return false;
+                return None;
             }
             Alloc::<D>::from_pending(node).as_ref()
         };
-        send(group.group.last(), code);
         let faults = self.as_mut().project_mut();
+        let tag = u32::from_ne_bytes(group.locked(faults).tag);
+        owner.page_response(&mut faults.state, group.group.last(), tag, code);
         group.locked(faults).answer = Answer::ByRemoval;
         group.unlink(faults);
-        true
+        Some(group.group.last())
     }
 
     /// `&mut Self` for the list, which is pinned but not moved by anything here.
@@ -181,10 +181,14 @@ pub enum Answer {
 }
 
 /// The part of a group's state that the fault lock protects.
+#[derive(Clone, Copy)]
 struct Locked {
     /// On its device's pending list.
     linked: bool,
     answer: Answer,
+    /// The framework's tag, for [`FaultOwner::page_response`]; in bytes, so that the state
+    /// fits in the padding of the group's slab object (192 bytes).
+    tag: [u8; 4],
 }
 
 /// The part of a group's state that only its owner uses.
@@ -244,7 +248,6 @@ impl<D: FaultOwner> Alloc<D> {
     /// # Panics
     ///
     /// Panics if `faults` is not protected by the fault lock of the group's device.
-    #[expect(clippy::mut_from_ref)]
     fn locked<'a>(&'a self, faults: &'a mut DeviceFaults<D>) -> &'a mut Locked {
         if !core::ptr::eq(faults, self.owner.faults().data.get()) {
             panic!("an IOPF group used under another device's fault lock");
@@ -306,6 +309,11 @@ impl<D: FaultOwner> NewGroup<D> {
         owner: Arc<D>,
         flags: Flags,
     ) -> Result<Self, Arc<D>> {
+        // A group takes one 192-byte slab object, as in C (lock debugging grows the work item).
+        #[cfg(not(CONFIG_LOCKDEP))]
+        const {
+            assert!(core::mem::size_of::<Alloc<D>>() <= 192)
+        };
         let Ok(mut alloc) = KBox::<Alloc<D>>::new_uninit(flags) else {
             return Err(owner);
         };
@@ -345,6 +353,7 @@ impl<D: FaultOwner> NewGroup<D> {
             (&raw mut (*ptr).locked).write(UnsafeCell::new(Locked {
                 linked: false,
                 answer: Answer::No,
+                tag: [0; 4],
             }));
             (&raw mut (*ptr).owned).write(UnsafeCell::new(OwnerState {
                 settled: false,
@@ -367,18 +376,19 @@ impl<D: FaultOwner> NewGroup<D> {
 
     /// Completes the group and puts it on its device's pending list, under the device's fault
     /// lock: `take_partials` hands over, from the framework's state, the requests that came before
-    /// the group's last one.
+    /// the group's last one, and a tag of the framework's choice that the group keeps for
+    /// [`FaultOwner::page_response`] (a timestamp, say).
     ///
     /// If `take_partials` fails, the group is given back with the error, on no list.
     pub fn enqueue<E>(
         self,
-        take_partials: impl FnOnce(&mut D::State) -> Result<FaultChain, E>,
+        take_partials: impl FnOnce(&mut D::State) -> Result<(FaultChain, u32), E>,
     ) -> Result<Owned<D>, (Self, E)> {
         let alloc = self.alloc();
         let taken = {
             let mut faults = alloc.owner.faults().lock();
             let faults = faults.as_mut().project_mut();
-            take_partials(&mut faults.state).map(|partials| {
+            take_partials(&mut faults.state).map(|(partials, tag)| {
                 let group = alloc.group.as_raw();
                 let count = 1 + partials.len();
                 // SAFETY: The group is ours; its `last_fault` node is on its `faults` list,
@@ -390,7 +400,11 @@ impl<D: FaultOwner> NewGroup<D> {
                     faults.relink(alloc.pending_node(), true);
                 }
                 // INVARIANT: On the list, with the lock held.
-                alloc.locked(faults).linked = true;
+                *alloc.locked(faults) = Locked {
+                    linked: true,
+                    answer: Answer::No,
+                    tag: tag.to_ne_bytes(),
+                };
             })
         };
         match taken {
@@ -435,12 +449,11 @@ impl<'a, D: FaultOwner> Handed<'a, D> {
     /// `ptr` must be a group of `D` that the framework handed to a handler, live for `'a`, and the
     /// caller must be its owner (the handler): nobody else answers, dequeues or frees it meanwhile.
     pub unsafe fn from_raw(ptr: *mut bindings::iopf_group) -> Self {
-        // INVARIANT: Guaranteed by the caller.
         // CAST: As in `Alloc::from_pending`.
         // SAFETY: Guaranteed by the caller.
-        Self {
-            alloc: unsafe { &*ptr.cast::<Alloc<D>>() },
-        }
+        let alloc = unsafe { &*ptr.cast::<Alloc<D>>() };
+        // INVARIANT: Guaranteed by the caller.
+        Self { alloc }
     }
 
     /// The reference to the device's data that the group keeps.
@@ -457,10 +470,11 @@ impl<'a, D: FaultOwner> Handed<'a, D> {
 
     /// Who answered the group, if its owner may know without the lock.
     fn settled_answer(&self) -> Option<Answer> {
+        if !self.owned().settled {
+            return None;
+        }
         // SAFETY: Once settled, `locked` is the owner's alone (type invariant of `Alloc`).
-        self.owned()
-            .settled
-            .then(|| unsafe { (*self.alloc.locked.get()).answer })
+        Some(unsafe { (*self.alloc.locked.get()).answer })
     }
 
     /// Runs `f` with the group's fault lock held, then marks the group settled: `f` must leave
@@ -481,13 +495,17 @@ impl<'a, D: FaultOwner> Handed<'a, D> {
             Some(Answer::No) | None => {}
             Some(answer) => return Err(answer),
         }
-        self.settle(|faults, alloc| match alloc.locked(faults).answer {
-            Answer::No => {
-                alloc.owner.page_response(alloc.group.last(), code);
-                alloc.locked(faults).answer = Answer::ByOwner;
-                Ok(())
+        self.settle(|faults, alloc| {
+            let Locked { answer, tag, .. } = *alloc.locked(faults);
+            if answer != Answer::No {
+                return Err(answer);
             }
-            answer => Err(answer),
+            let tag = u32::from_ne_bytes(tag);
+            alloc
+                .owner
+                .page_response(&mut faults.state, alloc.group.last(), tag, code);
+            alloc.locked(faults).answer = Answer::ByOwner;
+            Ok(())
         })
     }
 
@@ -596,15 +614,15 @@ impl<D: FaultOwner> Owned<D> {
     }
 
     /// Calls `handler`, which owns the group if it accepts it (returns 0); otherwise the group is
-    /// given back, to be answered and freed.
-    pub fn hand_to(self, handler: IopfHandler) -> Result<(), Self> {
+    /// given back, to be answered and freed, with the handler's error.
+    pub fn hand_to(self, handler: IopfHandler) -> Result<(), (Self, c_int)> {
         let this = ManuallyDrop::new(self);
         // SAFETY: The handler of the group's domain gets a complete, enqueued group. By the
         // `iopf_handler` contract it owns the group if it returns 0, and gives it back otherwise.
         match unsafe { (handler.0)(this.handed().as_raw()) } {
             0 => Ok(()),
             // INVARIANT: The handler gave the group back.
-            _ => Err(Owned(this.0)),
+            ret => Err((Owned(this.0), ret)),
         }
     }
 

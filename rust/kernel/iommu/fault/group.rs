@@ -306,6 +306,9 @@ pub const fn iopf_handler<T: Handler>(
     Some(handle_group::<T>)
 }
 
+/// # Safety
+///
+/// As for [`handle`]: the framework calls a domain's `iopf_handler` with a complete group.
 unsafe extern "C" fn handle_group<T: Handler>(group: *mut bindings::iopf_group) -> c_int {
     // SAFETY: The framework calls a domain's `iopf_handler` with a complete group.
     unsafe { handle::<T>(group) }
@@ -350,14 +353,13 @@ pub unsafe fn handle<T: Handler>(group: *mut bindings::iopf_group) -> c_int {
 /// group's ownership to this work item.
 unsafe extern "C" fn run_work<W: GroupWork>(work: *mut bindings::work_struct) {
     // SAFETY: By the function's safety requirements, `work` is inside a live `struct iopf_group`.
-    let ptr = unsafe { crate::container_of!(work, bindings::iopf_group, work) };
-    // INVARIANT: The work item owned the group, dequeued by `handle_group`, and hands it on.
-    // SAFETY: `ptr` is not null, being computed from a valid pointer.
-    let group = Group {
-        ptr: unsafe { NonNull::new_unchecked(ptr) },
-    };
+    let raw = unsafe { crate::container_of!(work, bindings::iopf_group, work) };
     // SAFETY: The IOMMU driver flushes the fault queue before it detaches the domain, so the
     // domain stays attached while this work runs; the reference does not outlive the call.
-    let domain = unsafe { Domain::from_raw((*(*ptr).attach_handle).domain) };
+    let domain = unsafe { Domain::from_raw((*(*raw).attach_handle).domain) };
+    // SAFETY: `raw` is not null, being computed from a valid pointer.
+    let ptr = unsafe { NonNull::new_unchecked(raw) };
+    // INVARIANT: The work item owned the group, dequeued by `handle_group`, and hands it on.
+    let group = Group { ptr };
     W::run(group, domain);
 }
