@@ -19,6 +19,8 @@
  * requests sent and the responses received by code, including responses
  * for an index that has no group in flight.
  *
+ * PCI ID 1af4:10f0, from the range QEMU keeps for experimental devices.
+ *
  * The pattern: the 64-bit little-endian word at virtual address va holds
  * SEED + va.
  *
@@ -31,7 +33,9 @@
  *   0x020 LEN        RW  length in bytes (whole pages)
  *   0x028 SEED       RW  pattern seed
  *   0x030 CTRL       RW  [0] 0: write the pattern, 1: read and compare;
- *                        [15:8] pages per group, 0: 1, 2, ... 8 in turn
+ *                        [15:8] pages per group, 0: 1, 2, ... 8 in turn;
+ *                        [31:16] most page requests in flight, 0: the
+ *                        Outstanding Page Request Allocation
  *   0x038 CMD        WO  1 start, 2 abort, 3 clear the counters
  *   0x040 STATUS     RO  [0] busy, [1] done, [2] aborted, [3] refused
  *   0x048 ...        RO  counters, see IopfTestdevReg
@@ -62,6 +66,7 @@
 #define TYPE_IOPF_TESTDEV "iopf-testdev"
 OBJECT_DECLARE_SIMPLE_TYPE(IopfTestdevState, IOPF_TESTDEV)
 
+/* docs/specs/pci-ids.rst: 1af4:10f0-10ff are for experimental use */
 #define IOPF_TESTDEV_DEVICE_ID  0x10f0
 #define IOPF_TESTDEV_ID         ((0x46504f49ULL << 32) | 1)
 #define IOPF_TESTDEV_MMIO_SIZE  (32 * KiB)
@@ -86,6 +91,7 @@ enum {
     IOPF_TESTDEV_CTRL_READ = 1 << 0,
 };
 #define IOPF_TESTDEV_CTRL_GROUP(ctrl) (((ctrl) >> 8) & 0xff)
+#define IOPF_TESTDEV_CTRL_WINDOW(ctrl) (((ctrl) >> 16) & 0xffff)
 
 enum {
     IOPF_TESTDEV_CMD_START = 1,
@@ -387,9 +393,13 @@ static void iopf_testdev_send_groups(IopfTestdevState *s)
 {
     PCIDevice *pdev = PCI_DEVICE(s);
     uint32_t alloc = pcie_pri_get_req_alloc(pdev);
+    uint32_t window = IOPF_TESTDEV_CTRL_WINDOW(s->regs[REG_CTRL]);
     bool writes = !iopf_testdev_reads(s);
 
     s->regs[REG_PRI_ALLOC] = alloc;
+    if (window && window < alloc) {
+        alloc = window;
+    }
     while (s->pending_count) {
         uint32_t size = iopf_testdev_group_size(s);
         IopfTestdevGroup *group;
@@ -885,7 +895,7 @@ static void iopf_testdev_class_init(ObjectClass *klass, const void *data)
 
     k->realize = iopf_testdev_realize;
     k->exit = iopf_testdev_exit;
-    k->vendor_id = PCI_VENDOR_ID_QEMU;
+    k->vendor_id = PCI_VENDOR_ID_REDHAT_QUMRANET;
     k->device_id = IOPF_TESTDEV_DEVICE_ID;
     k->revision = 1;
     k->class_id = PCI_CLASS_OTHERS;
