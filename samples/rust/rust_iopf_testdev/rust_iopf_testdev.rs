@@ -55,7 +55,6 @@ use kernel::{
         Instant,
         Monotonic, //
     },
-    transmute::AsBytes,
     uaccess::{
         UserPtr,
         UserSlice, //
@@ -176,8 +175,8 @@ impl Testdev {
             binding.pasid,
             before.unwrap_or(0)
         );
-        let pasid = binding.pasid;
-        drop(binding);
+        let Binding { sva, pasid, .. } = binding;
+        drop(sva);
         match self.read(regs::OUTSTANDING) {
             Some(after) => dev_info!(
                 self.pdev,
@@ -230,7 +229,7 @@ impl pci::Driver for TestdevDriver {
             pdev.enable_device_mem()?;
             pdev.set_master();
             let bar = pdev.iomap_region_sized::<{ regs::BAR_SIZE }>(0, c"iopf-testdev")?;
-            let id = bar.read64(regs::ID);
+            let id = bar.try_read64(regs::ID)?;
             if id >> 32 != regs::ID_MAGIC {
                 dev_err!(pdev, "not an iopf-testdev (ID {:#x})\n", id);
                 return Err(ENODEV);
@@ -346,16 +345,16 @@ impl Session {
                 None => return Err(EINVAL),
             };
             let bar = self.dev.bar.try_access().ok_or(ENODEV)?;
-            if bar.read64(regs::STATUS) & regs::STATUS_BUSY != 0 {
+            if bar.try_read64(regs::STATUS)? & regs::STATUS_BUSY != 0 {
                 return Err(EBUSY);
             }
-            bar.write64(pasid.into(), regs::PASID);
-            bar.write64(addr, regs::ADDR);
-            bar.write64(len, regs::LEN);
-            bar.write64(seed, regs::SEED);
-            bar.write64(ctrl, regs::CTRL);
-            bar.write64(regs::CMD_START, regs::CMD);
-            if bar.read64(regs::STATUS) & regs::STATUS_REFUSED != 0 {
+            bar.try_write64(pasid.into(), regs::PASID)?;
+            bar.try_write64(addr, regs::ADDR)?;
+            bar.try_write64(len, regs::LEN)?;
+            bar.try_write64(seed, regs::SEED)?;
+            bar.try_write64(ctrl, regs::CTRL)?;
+            bar.try_write64(regs::CMD_START, regs::CMD)?;
+            if bar.try_read64(regs::STATUS)? & regs::STATUS_REFUSED != 0 {
                 return Err(EINVAL);
             }
         }
@@ -433,12 +432,12 @@ impl MiscDevice for Session {
         // core calls `open()` with the registration alive (`misc_mtx`, which
         // `misc_deregister()` takes), so the `Probed` is alive as well.
         let probed = unsafe { &*kernel::container_of!(core::ptr::from_ref(misc), Probed, misc) };
-        KBox::pin(
+        Ok(KBox::pin(
             Session {
                 dev: probed.dev.clone(),
             },
             GFP_KERNEL,
-        )
+        )?)
     }
 
     fn release(session: Self::Ptr, _file: &File) {

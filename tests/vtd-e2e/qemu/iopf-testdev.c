@@ -218,7 +218,8 @@ struct IopfTestdevState {
     uint32_t *xlate;            /* ring of page indexes to translate */
     uint32_t xlate_head;
     uint32_t xlate_count;
-    uint32_t *pending;          /* page indexes that need a page request */
+    uint32_t *pending;          /* ring of pages that need a page request */
+    uint32_t pending_head;
     uint32_t pending_count;
     uint32_t outstanding;       /* page requests in flight */
     uint32_t next_prgi;
@@ -276,6 +277,25 @@ static uint32_t iopf_testdev_pop_xlate(IopfTestdevState *s)
 
     s->xlate_head = (s->xlate_head + 1) % s->npages;
     s->xlate_count--;
+    return page;
+}
+
+static void iopf_testdev_push_pending(IopfTestdevState *s, uint32_t page)
+{
+    uint32_t tail = (s->pending_head + s->pending_count) % s->npages;
+
+    s->pending[tail] = page;
+    s->pending_count++;
+    s->page_state[page] = PAGE_PENDING;
+}
+
+/* Pending pages leave in address order, as they were translated. */
+static uint32_t iopf_testdev_pop_pending(IopfTestdevState *s)
+{
+    uint32_t page = s->pending[s->pending_head];
+
+    s->pending_head = (s->pending_head + 1) % s->npages;
+    s->pending_count--;
     return page;
 }
 
@@ -409,7 +429,7 @@ static void iopf_testdev_send_groups(IopfTestdevState *s)
         if (alloc == 0) {
             /* PRI disabled, or no allocation granted: nothing can be sent */
             while (s->pending_count) {
-                iopf_testdev_fail_page(s, s->pending[--s->pending_count],
+                iopf_testdev_fail_page(s, iopf_testdev_pop_pending(s),
                                        IOPF_TESTDEV_FAIL_PRI);
             }
             return;
@@ -434,7 +454,7 @@ static void iopf_testdev_send_groups(IopfTestdevState *s)
         group->npages = 0;
         group->sent_ns = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
         for (i = 0; i < n; i++) {
-            uint32_t page = s->pending[--s->pending_count];
+            uint32_t page = iopf_testdev_pop_pending(s);
             int ret;
 
             ret = pci_pri_request_page(pdev, group->pasid, false, false,
@@ -449,7 +469,7 @@ static void iopf_testdev_send_groups(IopfTestdevState *s)
                 s->regs[REG_PR_ERRORS]++;
                 iopf_testdev_fail_page(s, page, IOPF_TESTDEV_FAIL_PRI);
                 for (; i < n - 1; i++) {
-                    iopf_testdev_fail_page(s, s->pending[--s->pending_count],
+                    iopf_testdev_fail_page(s, iopf_testdev_pop_pending(s),
                                            IOPF_TESTDEV_FAIL_PRI);
                 }
                 break;
@@ -494,8 +514,7 @@ static void iopf_testdev_run(void *opaque)
         uint32_t page = iopf_testdev_pop_xlate(s);
 
         if (!iopf_testdev_translate_and_dma(s, page)) {
-            s->page_state[page] = PAGE_PENDING;
-            s->pending[s->pending_count++] = page;
+            iopf_testdev_push_pending(s, page);
         }
     }
     iopf_testdev_send_groups(s);
@@ -639,6 +658,7 @@ static void iopf_testdev_start(IopfTestdevState *s)
     s->pending = g_new(uint32_t, s->npages);
     s->xlate_head = 0;
     s->xlate_count = 0;
+    s->pending_head = 0;
     s->pending_count = 0;
     s->group_turn = 0;
     s->aborting = false;
@@ -668,7 +688,7 @@ static void iopf_testdev_abort(IopfTestdevState *s)
                                IOPF_TESTDEV_FAIL_ABORTED);
     }
     while (s->pending_count) {
-        iopf_testdev_fail_page(s, s->pending[--s->pending_count],
+        iopf_testdev_fail_page(s, iopf_testdev_pop_pending(s),
                                IOPF_TESTDEV_FAIL_ABORTED);
     }
     qemu_bh_schedule(s->bh);

@@ -74,7 +74,7 @@ if [ -d $T/events/intel_iommu ]; then
 	echo "# e2e: trace prq_report=$(grep -c ' prq_report: ' $T/trace) page_grp_resp=$(grep -c ' page_grp_resp ' $T/trace) overrun=$overrun"
 	grep -m 2 ' prq_report: ' $T/trace | sed 's/^/# e2e-trace: /'
 	grep -m 2 ' page_grp_resp ' $T/trace | sed 's/^/# e2e-trace: /'
-	grep -m 1 -A 30 '<stack trace>' $T/trace | sed 's/^/# e2e-trace: /'
+	grep -m 1 -A 30 '<stack trace>' $T/trace | grep -e '<stack trace>' -e '^ => ' | sed 's/^/# e2e-trace: /'
 fi
 leaks=/sys/kernel/debug/kmemleak
 if [ -e $leaks ]; then
