@@ -138,6 +138,10 @@ pub struct TestArgs {
     /// flood under the race detector; a cold build of each is ~15 min).
     #[arg(long)]
     pub kcsan: bool,
+    /// Skip the VT-d end-to-end test (`cargo xtask e2e` on the same
+    /// kernels; x86_64, not with --kunit-only).
+    #[arg(long)]
+    pub no_e2e: bool,
 }
 
 impl TestArgs {
@@ -238,8 +242,10 @@ pub struct E2eArgs {
     /// (`configs/bench.config`; built if needed, ~10 min each cold).
     #[arg(long)]
     pub bench: bool,
-    /// Boots of each benchmark kernel for the time per fault (median).
-    #[arg(long, default_value_t = 3)]
+    /// Boots of each benchmark kernel for the time per fault, alternating
+    /// between the kernels; each boot times 3 rounds of the jobs (the
+    /// median over all rounds is shown).
+    #[arg(long, default_value_t = 5)]
     pub runs: usize,
     /// Only fetch, patch and build the test QEMU.
     #[arg(long)]

@@ -28,7 +28,6 @@ use kernel::{
     device::Core,
     devres::Devres,
     fs::File,
-    iommu::sva::Sva,
     io::Io,
     ioctl::{
         _IO,
@@ -36,6 +35,7 @@ use kernel::{
         _IOR,
         _IOW, //
     },
+    iommu::sva::Sva,
     miscdevice::{
         MiscDevice,
         MiscDeviceOptions,
@@ -58,7 +58,7 @@ use kernel::{
     uaccess::{
         UserPtr,
         UserSlice, //
-    },
+    }, //
 };
 
 /// The device's registers, as offsets in BAR 0 (all 64-bit).
@@ -151,7 +151,9 @@ struct Testdev {
 impl Testdev {
     /// Reads a register, or `None` once the device is gone.
     fn read(&self, offset: usize) -> Option<u64> {
-        self.bar.try_access().map(|bar| bar.try_read64(offset).unwrap_or(0))
+        self.bar
+            .try_access()
+            .map(|bar| bar.try_read64(offset).unwrap_or(0))
     }
 
     /// Writes a register; `ENODEV` once the device is gone.
@@ -166,9 +168,10 @@ impl Testdev {
     /// driver as part of the unbind; the log shows how many there were
     /// before the unbind and how many are left after it.
     fn stop_and_unbind(&self, binding: Binding) {
-        let before = self.write(regs::CMD, regs::CMD_ABORT).ok().and_then(|()| {
-            self.read(regs::OUTSTANDING)
-        });
+        let before = self
+            .write(regs::CMD, regs::CMD_ABORT)
+            .ok()
+            .and_then(|()| self.read(regs::OUTSTANDING));
         dev_info!(
             self.pdev,
             "unbinding PASID {} with {} page requests in flight\n",
@@ -212,7 +215,10 @@ struct TestdevDriver;
 kernel::pci_device_table!(
     PCI_TABLE,
     <TestdevDriver as pci::Driver>::IdInfo,
-    [(pci::DeviceId::from_id(pci::Vendor::REDHAT_QUMRANET, 0x10f0), ())]
+    [(
+        pci::DeviceId::from_id(pci::Vendor::REDHAT_QUMRANET, 0x10f0),
+        ()
+    )]
 );
 
 impl pci::Driver for TestdevDriver {

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #define PAGE 4096UL
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define DEV "/dev/iopf-testdev"
 
 /* The driver's ioctls (samples/rust/rust_iopf_testdev). */
@@ -671,8 +672,9 @@ static void bench(int fd, int runs)
 	unsigned int j;
 	int i;
 
-	for (i = 0; i < runs; i++) {
-		for (j = 0; j < sizeof(jobs) / sizeof(jobs[0]); j++) {
+	/* Round -1 warms up (page tables, slab caches) and is not printed. */
+	for (i = -1; i < runs; i++) {
+		for (j = 0; j < ARRAY_SIZE(jobs); j++) {
 			void *buf = map_anon(jobs[j].pages,
 					     PROT_READ | PROT_WRITE);
 			int64_t start = now_ns();
@@ -683,6 +685,10 @@ static void bench(int fd, int runs)
 				      600000);
 			start = now_ns() - start;
 			read_result(fd, &r);
+			if (i < 0) {
+				munmap(buf, jobs[j].pages * PAGE);
+				continue;
+			}
 			printf("# e2e-bench: job=%s run=%d err=%d pages=%zu "
 			       "requests=%llu groups=%llu responses=%llu "
 			       "lost=%llu duplicated=%llu wrong=%llu "

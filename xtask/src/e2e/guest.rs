@@ -25,8 +25,9 @@ pub enum Mode {
     /// Every case, with the trace of the VT-d page request path and a
     /// kmemleak scan afterwards (the debug kernels).
     Cases,
-    /// The timing jobs, `runs` times (the benchmark kernels).
-    Bench { runs: usize },
+    /// The timing jobs, `rounds` times after a warm-up round (the
+    /// benchmark kernels).
+    Bench { rounds: usize },
 }
 
 /// Mounts and settings common to both modes.
@@ -94,8 +95,8 @@ fn init_script(mode: Mode) -> String {
     let mut init = INIT_HEAD.to_string();
     match mode {
         Mode::Cases => init.push_str(INIT_CASES),
-        Mode::Bench { runs } => {
-            let _ = writeln!(init, "/bin/iopf-e2e --bench {runs}");
+        Mode::Bench { rounds } => {
+            let _ = writeln!(init, "/bin/iopf-e2e --bench {rounds}");
             init.push_str("echo \"# e2e: exit=$?\"\npoweroff -f\n");
         }
     }
@@ -189,7 +190,7 @@ mod tests {
 
     #[test]
     fn the_bench_init_runs_the_timing_jobs_without_tracing() {
-        let init = init_script(Mode::Bench { runs: 3 });
+        let init = init_script(Mode::Bench { rounds: 3 });
         assert!(init.contains("/bin/iopf-e2e --bench 3\n"));
         assert!(!init.contains("tracing"));
         assert!(init.ends_with("poweroff -f\n"));

@@ -184,12 +184,20 @@ fn python_tools(root: &Path) -> Result<PathBuf> {
     if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(venv);
     }
-    setup::step(&format!("installing {wanted} from PyPI into {}", venv.display()));
+    setup::step(&format!(
+        "installing {wanted} from PyPI into {}",
+        venv.display()
+    ));
     if venv.exists() {
         fs::remove_dir_all(&venv)?;
     }
     // Debian's python, not whatever python3 comes first on PATH.
-    setup::sh(Command::new("/usr/bin/python3").arg("-m").arg("venv").arg(&venv))?;
+    setup::sh(
+        Command::new("/usr/bin/python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv),
+    )?;
     setup::sh(
         Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
@@ -221,16 +229,15 @@ fn fetch(ws: &Workspace, root: &Path) -> Result<PathBuf> {
         "fetching the source of qemu={PACKAGE_VERSION} from Debian {SUITE}"
     ));
     let apt = PrivateApt::new_deb_src(&ws.cache.join("apt-sid-src"), SUITE)?;
-    let fetched = setup::sh(apt.cmd(Command::new("apt-get")).arg("update").arg("-q")).and_then(
-        |()| {
+    let fetched =
+        setup::sh(apt.cmd(Command::new("apt-get")).arg("update").arg("-q")).and_then(|()| {
             setup::sh(
                 apt.cmd(Command::new("apt-get"))
                     .args(["source", "--download-only", "-q"])
                     .arg(format!("qemu={PACKAGE_VERSION}"))
                     .current_dir(&downloads),
             )
-        },
-    );
+        });
     if let Err(err) = &fetched {
         eprintln!("    the archive did not give it ({err:#})");
     }
@@ -238,7 +245,8 @@ fn fetch(ws: &Workspace, root: &Path) -> Result<PathBuf> {
         setup::step("sha256 verified");
         return Ok(downloads);
     }
-    let copy = std::env::var_os(SOURCE_ENV).map_or_else(|| PathBuf::from(SHARED_COPY), PathBuf::from);
+    let copy =
+        std::env::var_os(SOURCE_ENV).map_or_else(|| PathBuf::from(SHARED_COPY), PathBuf::from);
     setup::step(&format!("using the kept copy in {}", copy.display()));
     for (name, _) in FILES {
         let from = copy.join(name);
@@ -303,18 +311,36 @@ fn source_tree(ws: &Workspace, root: &Path, downloads: &Path) -> Result<(PathBuf
     let hash = source_hash(ws)?;
     let fresh = fs::read_to_string(&stamp).ok().as_deref() != Some(hash.as_str());
     if fresh {
-        setup::step(&format!("unpacking QEMU {PACKAGE_VERSION} with Debian's and the project's patches"));
+        setup::step(&format!(
+            "unpacking QEMU {PACKAGE_VERSION} with Debian's and the project's patches"
+        ));
         let staging = root.join("src/.staging");
         if staging.exists() {
             fs::remove_dir_all(&staging)?;
         }
         fs::create_dir_all(&staging)?;
         let (orig, debian) = (&FILES[1].0, &FILES[2].0);
-        setup::sh(Command::new("tar").arg("-C").arg(&staging).arg("-xf").arg(downloads.join(orig)))?;
+        setup::sh(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&staging)
+                .arg("-xf")
+                .arg(downloads.join(orig)),
+        )?;
         let unpacked = staging.join(TREE);
-        setup::sh(Command::new("tar").arg("-C").arg(&unpacked).arg("-xf").arg(downloads.join(debian)))?;
+        setup::sh(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&unpacked)
+                .arg("-xf")
+                .arg(downloads.join(debian)),
+        )?;
         let series = fs::read_to_string(unpacked.join("debian/patches/series"))?;
-        for name in series.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for name in series
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             patch(&unpacked, &unpacked.join("debian/patches").join(name))?;
         }
         for p in project_patches(ws)? {
@@ -360,7 +386,9 @@ fn configure(root: &Path, tree: &Path, build: &Path, venv: &Path, fresh: bool) -
     }
     fs::create_dir_all(build)?;
     let mut cmd = Command::new(tree.join("configure"));
-    cmd.args(&args).current_dir(build).env("PATH", path_with(venv));
+    cmd.args(&args)
+        .current_dir(build)
+        .env("PATH", path_with(venv));
     kernel::run_logged(cmd, &root.join("configure.log"), "configuring QEMU")?;
     fs::write(stamp, wanted)?;
     Ok(true)
