@@ -88,9 +88,8 @@ impl Sva {
     pub fn bind(dev: &Device<Bound>, mm: &MmWithUser) -> Result<Devres<Self>> {
         // SAFETY: `dev` is a valid, bound device and `mm` a valid address
         // space with users for the duration of the call.
-        let handle =
-            from_err_ptr(unsafe { bindings::iommu_sva_bind_device(dev.as_raw(), mm.as_raw()) })?;
-        let handle = NonNull::new(handle).ok_or(ENODEV)?;
+        let handle = unsafe { bindings::iommu_sva_bind_device(dev.as_raw(), mm.as_raw()) };
+        let handle = NonNull::new(from_err_ptr(handle)?).ok_or(ENODEV)?;
         // INVARIANT: `handle` was just returned by a successful bind.
         Devres::new(dev, Self { handle })
     }
