@@ -18,6 +18,11 @@ pub const MARK: &str = "# e2e:";
 pub const BENCH_MARK: &str = "# e2e-bench:";
 /// Marks the lines copied from the trace buffer.
 pub const TRACE_MARK: &str = "# e2e-trace:";
+/// Marks the driver's lines, copied from the kernel log.
+pub const KMSG_MARK: &str = "# e2e-kmsg:";
+/// Starts and ends the results, printed again at the end of the boot.
+pub const RESULTS: &str = "# e2e: results";
+pub const RESULTS_END: &str = "# e2e: results end";
 
 /// What the boot runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +46,7 @@ mount -t tmpfs tmpfs /tmp
 # One page per file fault, so that a file case's page requests are as
 # many as its pages on every kernel (no fault-around).
 echo 4096 > /sys/kernel/debug/fault_around_bytes
+R=/tmp/e2e-results
 "##;
 
 /// The cases: the page request path traced at its two ends in the VT-d
@@ -48,7 +54,8 @@ echo 4096 > /sys/kernel/debug/fault_around_bytes
 /// it reports to the IOPF framework, and `intel_iommu:qi_submit` for the
 /// page group responses the IOPF framework sends back through it, with one
 /// stack trace of such a response), the PRQ interrupt count, the test, and
-/// a kmemleak scan.
+/// a kmemleak scan. Everything the workbench reads also goes to a file,
+/// printed at the end by [`INIT_TAIL`].
 const INIT_CASES: &str = r##"T=/sys/kernel/tracing
 mount -t tracefs tracefs $T
 if [ -d $T/events/intel_iommu ]; then
@@ -62,20 +69,19 @@ if [ -d $T/events/intel_iommu ]; then
 else
 	echo "# e2e: tracing unavailable"
 fi
-echo "# e2e: prq interrupts before: $(grep prq /proc/interrupts)"
-/bin/iopf-e2e
-echo "# e2e: exit=$?"
-echo "# e2e: prq interrupts after: $(grep prq /proc/interrupts)"
+echo "# e2e: prq interrupts before: $(grep prq /proc/interrupts)" >> $R
+{ /bin/iopf-e2e; echo "# e2e: exit=$?"; } | tee -a $R
+echo "# e2e: prq interrupts after: $(grep prq /proc/interrupts)" >> $R
 if [ -d $T/events/intel_iommu ]; then
 	echo 0 > $T/tracing_on
 	overrun=0
 	for s in $T/per_cpu/cpu*/stats; do
 		overrun=$((overrun + $(grep '^overrun:' $s | cut -d' ' -f2)))
 	done
-	echo "# e2e: trace prq_report=$(grep -c ' prq_report: ' $T/trace) page_grp_resp=$(grep -c ' page_grp_resp ' $T/trace) overrun=$overrun"
-	grep -m 2 ' prq_report: ' $T/trace | sed 's/^/# e2e-trace: /'
-	grep -m 2 ' page_grp_resp ' $T/trace | sed 's/^/# e2e-trace: /'
-	grep -m 1 -A 30 '<stack trace>' $T/trace | grep -e '<stack trace>' -e '^ => ' | sed 's/^/# e2e-trace: /'
+	echo "# e2e: trace prq_report=$(grep -c ' prq_report: ' $T/trace) page_grp_resp=$(grep -c ' page_grp_resp ' $T/trace) overrun=$overrun" >> $R
+	grep -m 2 ' prq_report: ' $T/trace | sed 's/^/# e2e-trace: /' >> $R
+	grep -m 2 ' page_grp_resp ' $T/trace | sed 's/^/# e2e-trace: /' >> $R
+	grep -m 1 -A 30 '<stack trace>' $T/trace | grep -e '<stack trace>' -e '^ => ' | sed 's/^/# e2e-trace: /' >> $R
 fi
 leaks=/sys/kernel/debug/kmemleak
 if [ -e $leaks ]; then
@@ -84,10 +90,24 @@ if [ -e $leaks ]; then
 	echo scan > $leaks
 	echo scan > $leaks
 	cat $leaks
-	echo "# e2e: kmemleak done"
+	echo "# e2e: kmemleak done" >> $R
 else
-	echo "# e2e: kmemleak unavailable"
+	echo "# e2e: kmemleak unavailable" >> $R
 fi
+"##;
+
+/// The end of every boot: the results printed again, whole lines only.
+/// Kernel messages and user-space output share the console and can cut
+/// into each other's lines (printk runs asynchronously); with the console
+/// log level at its lowest, nothing cuts into these. The driver's own
+/// lines come from the kernel log. Reports (splats) were on the console
+/// already, while the test ran.
+const INIT_TAIL: &str = r##"dmesg | grep 'rust_iopf_testdev' | sed 's/^/# e2e-kmsg: /' >> $R
+dmesg -n 1
+sleep 1
+echo "# e2e: results"
+cat $R
+echo "# e2e: results end"
 poweroff -f
 "##;
 
@@ -96,10 +116,13 @@ fn init_script(mode: Mode) -> String {
     match mode {
         Mode::Cases => init.push_str(INIT_CASES),
         Mode::Bench { rounds } => {
-            let _ = writeln!(init, "/bin/iopf-e2e --bench {rounds}");
-            init.push_str("echo \"# e2e: exit=$?\"\npoweroff -f\n");
+            let _ = writeln!(
+                init,
+                "{{ /bin/iopf-e2e --bench {rounds}; echo \"# e2e: exit=$?\"; }} | tee -a $R"
+            );
         }
     }
+    init.push_str(INIT_TAIL);
     init
 }
 
@@ -191,7 +214,7 @@ mod tests {
     #[test]
     fn the_bench_init_runs_the_timing_jobs_without_tracing() {
         let init = init_script(Mode::Bench { rounds: 3 });
-        assert!(init.contains("/bin/iopf-e2e --bench 3\n"));
+        assert!(init.contains("/bin/iopf-e2e --bench 3;"));
         assert!(!init.contains("tracing"));
         assert!(init.ends_with("poweroff -f\n"));
     }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::cli::Variant;
 use crate::splat;
 
-use super::guest::{BENCH_MARK, MARK, TRACE_MARK};
+use super::guest::{BENCH_MARK, KMSG_MARK, MARK, RESULTS, RESULTS_END, TRACE_MARK};
 
 /// The cases the test program runs, in order.
 pub const CASES: &[&str] = &[
@@ -88,7 +88,23 @@ fn key_values(text: &str) -> impl Iterator<Item = (&str, &str)> {
     text.split_whitespace().filter_map(|w| w.split_once('='))
 }
 
-/// Parses a console log.
+/// The results section that `/init` prints at the end of the boot, whole
+/// lines only (see `guest.rs`); empty if the boot did not get there.
+fn results(console: &str) -> Vec<&str> {
+    let lines: Vec<&str> = console.lines().collect();
+    let Some(start) = lines.iter().rposition(|l| l.trim() == RESULTS) else {
+        return Vec::new();
+    };
+    let rest = &lines[start + 1..];
+    let end = rest
+        .iter()
+        .position(|l| l.trim() == RESULTS_END)
+        .unwrap_or(rest.len());
+    rest[..end].to_vec()
+}
+
+/// Parses a console log: the results section, and the reports (splats)
+/// anywhere in it.
 pub fn parse(console: &str) -> Run {
     let mut run = Run {
         splats: splat::find(console),
@@ -96,8 +112,18 @@ pub fn parse(console: &str) -> Run {
     };
     let mut whys = BTreeMap::new();
     let mut unbinding = None;
-    for line in console.lines() {
-        if let Some(rest) = marked(line, TRACE_MARK) {
+    for line in results(console) {
+        if let Some(kmsg) = marked(line, KMSG_MARK) {
+            if let Some(n) = number_between(kmsg, "with ", " page requests in flight") {
+                if kmsg.contains("unbinding PASID") {
+                    unbinding = Some(n);
+                }
+            } else if let Some(after) =
+                number_between(kmsg, "unbound: ", " page requests in flight")
+            {
+                run.unbinds.push((unbinding.take().unwrap_or(0), after));
+            }
+        } else if let Some(rest) = marked(line, TRACE_MARK) {
             run.trace_lines.push(rest.to_string());
         } else if let Some(rest) = marked(line, BENCH_MARK) {
             if rest != "done" {
@@ -144,14 +170,6 @@ pub fn parse(console: &str) -> Run {
                 run.prq_irq.1 = Some(irq.trim().to_string());
             } else if rest == "kmemleak done" || rest == "kmemleak unavailable" {
                 run.kmemleak_done = true;
-            }
-        } else if let Some(n) = number_between(line, "with ", " page requests in flight") {
-            if line.contains("unbinding PASID") {
-                unbinding = Some(n);
-            }
-        } else if line.contains(" unbound: ") {
-            if let Some(after) = number_between(line, "unbound: ", " page requests in flight") {
-                run.unbinds.push((unbinding.take().unwrap_or(0), after));
             }
         }
     }
@@ -371,22 +389,27 @@ mod tests {
 
     const LOG: &str = "\
 [    5.0] rust_iopf_testdev 0000:00:03.0: bound to the address space of pid 70 as PASID 1
+# e2e: case anon-single ok err=0 requests=64 groups=6[    5.1] rust_iopf_testdev 0000:00:03.0: cut in
+# e2e: results
 # e2e: case anon-single ok err=0 requests=64 groups=64 responses=64 success=64 invalid=0 failure=0 unexpected=0 lost=0 duplicated=0 done=64 pages_invalid=0 pages_failure=0 pages_error=0 wrong=0 max_outstanding=64 alloc=256 job_ns=1000 latency_sum_ns=640 latency_max_ns=30
 # e2e: case write-readonly FAIL err=0 requests=16 groups=4 responses=4 success=4 invalid=0 failure=0 unexpected=0 lost=0 duplicated=0 done=16 wrong=0
 # e2e: why write-readonly: 4 SUCCESS responses
-[    9.0] rust_iopf_testdev 0000:00:03.0: unbinding PASID 1 with 37 page requests in flight
-[    9.1] rust_iopf_testdev 0000:00:03.0: PASID 1 unbound: 0 page requests in flight
+# e2e-kmsg: [    9.0] rust_iopf_testdev 0000:00:03.0: unbinding PASID 1 with 37 page requests in flight
+# e2e-kmsg: [    9.1] rust_iopf_testdev 0000:00:03.0: PASID 1 unbound: 0 page requests in flight
 # e2e: done 2 cases, 1 failed
 # e2e: trace prq_report=80 page_grp_resp=68 overrun=0
 # e2e-trace:  irq/25-dmar0-prq-80 [001] prq_report: dmar0/0000:00:03.0 seq# 1
 # e2e-bench: job=serial run=0 err=0 pages=1024 requests=1024 job_ns=5
 # e2e-bench: done
 # e2e: kmemleak done
+# e2e: results end
+[   12.0] reboot: Power down
 ";
 
     #[test]
     fn a_console_log_is_parsed() {
         let run = parse(LOG);
+        // The line cut by a kernel message, before the results, is not read.
         assert_eq!(run.cases.len(), 2);
         assert!(run.cases[0].ok);
         assert_eq!(run.cases[0].get("requests"), 64);
@@ -414,6 +437,16 @@ mod tests {
         assert!(!has("prq.c reported"));
         assert!(!has("page group responses"));
         assert!(has("1 unbinds logged"));
+    }
+
+    #[test]
+    fn without_the_results_section_nothing_is_read() {
+        let cut = LOG.replace("# e2e: results\n", "");
+        let run = parse(&cut);
+        assert!(run.cases.is_empty() && !run.done && run.unbinds.is_empty());
+        assert!(problems(&run, false)
+            .iter()
+            .any(|p| p == "the test program did not finish"));
     }
 
     #[test]
