@@ -33,6 +33,9 @@ pub enum Command {
     /// Count the guest instructions of one benchmark case per kernel
     /// function, C against Rust (a QEMU TCG plugin built from xtask/tbprof).
     Profile(ProfileArgs),
+    /// End to end through the Intel VT-d driver: a PRI-capable QEMU test
+    /// device faults on a user process's memory, on each variant.
+    E2e(E2eArgs),
 }
 
 #[derive(Args)]
@@ -135,6 +138,10 @@ pub struct TestArgs {
     /// flood under the race detector; a cold build of each is ~15 min).
     #[arg(long)]
     pub kcsan: bool,
+    /// Skip the VT-d end-to-end test (`cargo xtask e2e` on the same
+    /// kernels; x86_64, not with --kunit-only).
+    #[arg(long)]
+    pub no_e2e: bool,
 }
 
 impl TestArgs {
@@ -223,6 +230,36 @@ pub struct ProfileArgs {
     /// Directory for the table (default: `bench/` in the repo).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct E2eArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Variants to run (repeatable); default: all.
+    #[arg(long = "variant", value_enum)]
+    pub variant: Vec<Variant>,
+    /// Seconds one boot (all the cases) may take.
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+    /// Also measure the time per fault on the non-debug benchmark kernels
+    /// (`configs/bench.config`; built if needed, ~10 min each cold).
+    #[arg(long)]
+    pub bench: bool,
+    /// Boots of each benchmark kernel for the time per fault, alternating
+    /// between the kernels; each boot times 3 rounds of the jobs (the
+    /// median over all rounds is shown).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Only fetch, patch and build the test QEMU.
+    #[arg(long)]
+    pub qemu_only: bool,
+}
+
+impl E2eArgs {
+    pub fn variants(&self) -> Vec<Variant> {
+        variants_or_all(&self.variant)
+    }
 }
 
 fn variants_or_all(chosen: &[Variant]) -> Vec<Variant> {

@@ -26,6 +26,7 @@ const CLIPPY_OBJECTS: &[&str] = &[
     "drivers/iommu/iopf/iopf.o",
     "drivers/iommu/iommu_sva_iopf.o",
     "samples/rust/rust_iopf/rust_iopf_main.o",
+    "samples/rust/rust_iopf_testdev/rust_iopf_testdev.o",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

@@ -9,12 +9,14 @@
 //! - `run`     the demo: the Rust-IOPF kernel at work;
 //! - `lint`    rustfmt and clippy over the kernel Rust of this repo;
 //! - `selftest` the kernel's iommufd selftests on each variant, compared;
-//! - `bench`   the IOPF path of both variants, measured on non-debug kernels.
+//! - `bench`   the IOPF path of both variants, measured on non-debug kernels;
+//! - `e2e`     a QEMU PCIe device faults through the Intel VT-d driver.
 
 mod bad_input;
 mod bench;
 mod cli;
 mod demo;
+mod e2e;
 mod initramfs;
 mod kconfig;
 mod kernel;
@@ -60,5 +62,6 @@ fn main() -> Result<()> {
         cli::Command::Selftest(args) => selftest::command(&args),
         cli::Command::Bench(args) => bench::run(&args),
         cli::Command::Profile(args) => profile::run(&args),
+        cli::Command::E2e(args) => e2e::command(&args),
     }
 }

@@ -44,6 +44,11 @@ pub struct Console {
 /// The same machine for every variant, so their results compare.
 fn command(boot: &Boot, accel: Accel) -> Command {
     let (bin, _) = toolchain::qemu_binary(boot.arch);
+    command_with(boot, accel, Path::new(bin))
+}
+
+/// [`command`] with the QEMU binary `bin`.
+fn command_with(boot: &Boot, accel: Accel, bin: &Path) -> Command {
     let mut cmd = Command::new(bin);
     let console = match boot.arch {
         Arch::X86_64 => "ttyS0",
@@ -99,9 +104,20 @@ fn run(boot: &Boot, accel: Accel) -> Result<Console> {
     run_with(boot, accel, &[])
 }
 
+/// Boots under TCG with the QEMU binary `qemu` in place of the installed
+/// one, and `extra` QEMU arguments (a machine type, devices): `cargo xtask
+/// e2e` runs its own QEMU build with a test device.
+pub fn boot_custom(boot: &Boot, qemu: &Path, extra: &[&str]) -> Result<Console> {
+    run_command(boot, command_with(boot, Accel::Tcg, qemu), extra)
+}
+
 fn run_with(boot: &Boot, accel: Accel, extra: &[&str]) -> Result<Console> {
+    run_command(boot, command(boot, accel), extra)
+}
+
+fn run_command(boot: &Boot, mut cmd: Command, extra: &[&str]) -> Result<Console> {
     let start = Instant::now();
-    let mut child = command(boot, accel)
+    let mut child = cmd
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

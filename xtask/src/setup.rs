@@ -57,8 +57,8 @@ const KERNEL_PACKAGE: &str = "linux-source-7.3";
 const KERNEL_VERSION: &str = "7.3.4-1~bpo13+1";
 const KERNEL_DEB: &str = "linux-source-7.3_7.3.4-1~bpo13+1_all.deb";
 const KERNEL_SHA256: &str = "703e369ddd4cce971452f5a593ee55df3a5c10c83caf0fa0df039633ed181ee3";
-const MIRROR: &str = "http://deb.debian.org/debian";
-const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+pub(crate) const MIRROR: &str = "http://deb.debian.org/debian";
+pub(crate) const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 pub fn run(args: &SetupArgs) -> Result<()> {
     let ws = Workspace::discover()?;
@@ -79,12 +79,12 @@ pub fn run(args: &SetupArgs) -> Result<()> {
     Ok(())
 }
 
-fn step(what: &str) {
+pub(crate) fn step(what: &str) {
     eprintln!("==> {what}");
 }
 
 /// Runs a command, echoing it, with a clear error if it fails.
-fn sh(cmd: &mut Command) -> Result<()> {
+pub(crate) fn sh(cmd: &mut Command) -> Result<()> {
     eprintln!("    $ {}", format!("{cmd:?}").replace('"', ""));
     let status = cmd
         .status()
@@ -103,7 +103,7 @@ fn is_root() -> bool {
 }
 
 /// `apt-get`, through sudo unless we are root.
-fn apt_get() -> Command {
+pub(crate) fn apt_get() -> Command {
     let mut cmd = if is_root() {
         Command::new("apt-get")
     } else {
@@ -116,7 +116,7 @@ fn apt_get() -> Command {
 }
 
 /// Installed version of a Debian package, if any.
-fn installed(pkg: &str) -> Option<String> {
+pub(crate) fn installed(pkg: &str) -> Option<String> {
     let out = Command::new("dpkg-query")
         .args(["-W", "-f", "${Status} ${Version}", pkg])
         .output()
@@ -196,14 +196,14 @@ fn install_bindgen() -> Result<()> {
 
 /// An apt configuration with its own sources, lists and cache, so that
 /// fetching from another suite leaves the system's apt setup untouched.
-struct PrivateApt {
+pub(crate) struct PrivateApt {
     dir: PathBuf,
 }
 
 impl PrivateApt {
     /// `with_system`: also include the system's sources (needed to resolve
     /// dependencies when installing, not when downloading one .deb).
-    fn new(dir: &Path, suite: &str, with_system: bool) -> Result<Self> {
+    pub(crate) fn new(dir: &Path, suite: &str, with_system: bool) -> Result<Self> {
         let sources = dir.join("sources");
         fs::create_dir_all(&sources)?;
         fs::create_dir_all(dir.join("lists/partial"))?;
@@ -232,7 +232,20 @@ impl PrivateApt {
         })
     }
 
-    fn cmd(&self, mut cmd: Command) -> Command {
+    /// Like [`PrivateApt::new`] without the system's sources, for source
+    /// packages: one `deb-src` entry for `suite` (`apt-get source`).
+    pub(crate) fn new_deb_src(dir: &Path, suite: &str) -> Result<Self> {
+        let apt = Self::new(dir, suite, false)?;
+        fs::write(
+            dir.join("sources/extra.sources"),
+            format!(
+                "Types: deb-src\nURIs: {MIRROR}\nSuites: {suite}\nComponents: main\nSigned-By: {KEYRING}\n"
+            ),
+        )?;
+        Ok(apt)
+    }
+
+    pub(crate) fn cmd(&self, mut cmd: Command) -> Command {
         let d = self.dir.display();
         cmd.args([
             "-o",
@@ -248,7 +261,7 @@ impl PrivateApt {
     }
 }
 
-fn sha256(path: &Path) -> Result<String> {
+pub(crate) fn sha256(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut file = fs::File::open(path)?;
     std::io::copy(&mut file, &mut hasher)?;

@@ -211,6 +211,19 @@ pub fn test(args: &TestArgs) -> Result<()> {
         )?)
     };
 
+    // The VT-d end-to-end test on the same kernels: a QEMU PCIe device
+    // faulting through the Intel VT-d driver (see e2e.rs).
+    let e2e = if args.kunit_only || args.no_e2e || arch != Arch::X86_64 {
+        eprintln!("==> VT-d end-to-end test: not run (run it with `cargo xtask e2e`)");
+        None
+    } else {
+        Some(crate::e2e::run_on(
+            &ws,
+            &built,
+            Duration::from_secs(args.timeout),
+        )?)
+    };
+
     let mut total = kunit;
     if let Some(s) = &selftests {
         let c = s.counts_line();
@@ -231,6 +244,9 @@ pub fn test(args: &TestArgs) -> Result<()> {
         .chain(kcsan.iter().map(|r| format!("{}-kcsan", r.variant.name())))
         .collect();
     println!("{}", reliability.line(&kernels));
+    if let Some(e) = &e2e {
+        println!("{}", e.line);
+    }
     println!(
         "{} passed, {} failed, {} skipped",
         total.passed, total.failed, total.skipped
@@ -249,6 +265,9 @@ pub fn test(args: &TestArgs) -> Result<()> {
     }
     if let Some(s) = &selftests {
         s.check()?;
+    }
+    if let Some(e) = &e2e {
+        e.check()?;
     }
     if !failed.is_empty() {
         bail!("tests failed");
