@@ -29,9 +29,9 @@ const READY: u32 = 2;
 ///
 /// # Invariants
 ///
-/// `init` only increases, from [`UNINIT`] through [`BUSY`] to [`READY`];
+/// `init` only increases, from `UNINIT` through `BUSY` to `READY`;
 /// `state` is initialised, and only used through `___ratelimit()`, once
-/// `init` is [`READY`].
+/// `init` is `READY`.
 ///
 /// # Examples
 ///

@@ -616,64 +616,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// The driver-author guide, whose examples are all `literalinclude`s of the
-/// sample's sources (built and run by `test` and `run`).
-pub const GUIDE: &str = "Documentation/iommu/iopf-driver-guide.rst";
-
-/// Checks that every example of the guide is included from a file that
-/// exists, between markers that exist, and that it has no inline code block
-/// (which nothing would build).
-pub fn check_guide(repo: &std::path::Path) -> Result<()> {
-    let guide_path = repo.join(GUIDE);
-    let guide = fs::read_to_string(&guide_path)?;
-    let dir = guide_path.parent().unwrap_or(repo);
-    let mut problems = Vec::new();
-    let mut lines = guide.lines().peekable();
-    while let Some(line) = lines.next() {
-        let t = line.trim();
-        if t.starts_with(".. code-block::") || t.starts_with(".. code::") {
-            problems.push(format!("inline code block: {t}"));
-        }
-        let Some(file) = t.strip_prefix(".. literalinclude::") else {
-            continue;
-        };
-        // The overlay puts samples/ and Documentation/ at the same place in the kernel tree.
-        let path = dir.join(file.trim());
-        let Ok(text) = fs::read_to_string(&path) else {
-            problems.push(format!("{}: missing", file.trim()));
-            continue;
-        };
-        while let Some(opt) = lines.peek().map(|l| l.trim()) {
-            if !opt.starts_with(':') {
-                break;
-            }
-            for key in [":start-after:", ":end-before:"] {
-                if let Some(marker) = opt.strip_prefix(key) {
-                    if !text.contains(marker.trim()) {
-                        problems.push(format!("{}: no marker `{}`", file.trim(), marker.trim()));
-                    }
-                }
-            }
-            lines.next();
-        }
-    }
-    if !problems.is_empty() {
-        bail!("{}: {}", GUIDE, problems.join("; "));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-
-    #[test]
-    fn every_example_of_the_guide_is_included_from_the_sample() {
-        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        check_guide(&repo).unwrap();
-        let guide = fs::read_to_string(repo.join(GUIDE)).unwrap();
-        assert!(guide.matches(".. literalinclude::").count() >= 6);
-    }
 
     pub(crate) const CONSOLE: &str = "\
 [    1.0] random kernel line

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::checks;
 use crate::cli::{Arch, Variant};
 use crate::kconfig::Fragment;
 use crate::overlay;
@@ -181,7 +182,18 @@ pub fn build_profile(
     let mut cmd = toolchain::make(&work, &out, arch, jobs);
     // Modules too: modpost fails on a modular caller of an unexported symbol.
     cmd.args([target, "modules"]);
-    run_logged(cmd, &out.join("build.log"), &format!("building {name}"))?;
+    if profile == Profile::Test {
+        // Clippy compiles the Rust of the test kernels, so that its findings cost no build of
+        // their own; `checks` keeps them.
+        cmd.arg("CLIPPY=1")
+            .arg(format!("CLIPPY_DRIVER={}", toolchain::CLIPPY_DRIVER));
+    }
+    let log = out.join("build.log");
+    run_logged(cmd, &log, &format!("building {name}"))?;
+    if profile == Profile::Test {
+        let tree = work.to_string_lossy();
+        checks::update_clippy(&out, &fs::read_to_string(&log)?, &tree)?;
+    }
     check_iopf_objects(&out, variant)?;
     let took = start.elapsed();
     eprintln!("==> built {name} in {:.0}s", took.as_secs_f64());

@@ -6,28 +6,17 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::checks;
 use crate::cli::{LintArgs, Variant};
 use crate::kernel;
 use crate::paths::Workspace;
 use crate::toolchain;
 
 /// The kernel's rustfmt (Debian's rustfmt-web, matching rustc 1.85).
-const RUSTFMT: &str = "/usr/bin/rustfmt";
-
-/// The kernel's clippy (Debian's rust-web-clippy, matching rustc 1.85); the
-/// `clippy-driver` first on PATH may be rustup's, built for another rustc.
-const CLIPPY_DRIVER: &str = "/usr/bin/clippy-driver";
+pub const RUSTFMT: &str = "/usr/bin/rustfmt";
 
 /// Repo directories whose `.rs` files are kernel code.
 const KERNEL_RUST: &[&str] = &["rust", "drivers", "samples"];
-
-/// Kernel objects built from this repo's Rust, checked with clippy.
-const CLIPPY_OBJECTS: &[&str] = &[
-    "drivers/iommu/iopf/iopf.o",
-    "drivers/iommu/iommu_sva_iopf.o",
-    "samples/rust/rust_iopf/rust_iopf_main.o",
-    "samples/rust/rust_iopf_testdev/rust_iopf_testdev.o",
-];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     if !dir.is_dir() {
@@ -116,6 +105,7 @@ pub fn ffi_contracts(repo: &Path) -> Result<()> {
     Ok(())
 }
 
+/// rustfmt, the C API's contracts, and clippy, which compiles the Rust of the test kernel.
 pub fn run(args: &LintArgs) -> Result<()> {
     let ws = Workspace::discover()?;
     rustfmt(&ws)?;
@@ -123,27 +113,15 @@ pub fn run(args: &LintArgs) -> Result<()> {
     let arch = args.target.arch;
     let jobs = args.target.jobs.unwrap_or_else(toolchain::default_jobs);
     kernel::build_with_jobs(&ws, arch, Variant::Rust, jobs)?;
-    let out = ws.build_dir(arch, Variant::Rust);
-    let log = out.join("clippy.log");
-    let mut cmd = toolchain::make(&ws.work_tree(), &out, arch, jobs);
-    cmd.arg("CLIPPY=1")
-        .arg(format!("CLIPPY_DRIVER={CLIPPY_DRIVER}"))
-        .args(CLIPPY_OBJECTS);
-    kernel::run_logged(cmd, &log, "clippy")?;
-    let text = fs::read_to_string(&log)?;
-    let findings: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("warning") || l.starts_with("error"))
-        .collect();
+    let findings = checks::clippy(&ws.build_dir(arch, Variant::Rust)).findings;
     if !findings.is_empty() {
-        eprintln!("{text}");
         bail!(
-            "clippy: {} finding(s); log at {}",
+            "clippy: {} finding(s):\n  {}",
             findings.len(),
-            log.display()
+            findings.join("\n  ")
         );
     }
-    eprintln!("==> clippy: clean ({})", CLIPPY_OBJECTS.join(", "));
+    eprintln!("==> clippy: clean");
     Ok(())
 }
 

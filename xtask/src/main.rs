@@ -14,6 +14,7 @@
 
 mod bad_input;
 mod bench;
+mod checks;
 mod cli;
 mod demo;
 mod e2e;
@@ -21,6 +22,7 @@ mod initramfs;
 mod kconfig;
 mod kernel;
 mod ktap;
+mod kunitpy;
 mod lint;
 mod observe;
 mod observe_cost;

@@ -22,6 +22,7 @@ const MIRRORED: &[&str] = &["rust", "drivers", "samples", "Documentation"];
 const RELOCATED: &[(&str, &str)] = &[
     ("Kconfig", "drivers/iommu/iopf/Kconfig"),
     ("Kbuild", "drivers/iommu/iopf/Kbuild"),
+    (".kunitconfig", "drivers/iommu/iopf/.kunitconfig"),
     ("tests/kunit", "drivers/iommu/iopf/tests/kunit"),
 ];
 

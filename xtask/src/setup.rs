@@ -37,6 +37,9 @@ const PACKAGES: &[&str] = &[
     "ccache",
     "busybox-static",
     "libcap-dev",
+    // `make htmldocs` (Documentation/sphinx/requirements.txt).
+    "python3-sphinx",
+    "python3-yaml",
 ];
 
 /// Debian's Rust, pinned as a set: apt otherwise resolves a mismatched std.

@@ -9,10 +9,12 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::bad_input;
+use crate::checks;
 use crate::cli::{Arch, RunArgs, TestArgs, Variant};
 use crate::initramfs;
 use crate::kernel::{self, Built};
 use crate::ktap::{self, Counts, Outcome, Report};
+use crate::kunitpy;
 use crate::paths::Workspace;
 use crate::qemu::{self, Boot, Console};
 use crate::reliability;
@@ -30,6 +32,8 @@ const EXPECTED_SUITES: &[(&str, &[Variant])] = &[
     ("iopf_sva", &[Variant::C, Variant::Rust]),
     // rust/kernel/ratelimit.rs, which the Rust core's warnings use.
     ("rust_kernel_ratelimit", &[Variant::C, Variant::Rust]),
+    // The kernel crate's doc examples (CONFIG_RUST_KERNEL_DOCTESTS).
+    ("rust_doctests_kernel", &[Variant::C, Variant::Rust]),
     (reliability::SUITE, &[Variant::C, Variant::Rust]),
 ];
 
@@ -158,12 +162,18 @@ pub fn test(args: &TestArgs) -> Result<()> {
     let jobs = args.target.jobs.unwrap_or_else(toolchain::default_jobs);
     crate::lint::rustfmt(&ws)?;
     crate::lint::ffi_contracts(&ws.repo)?;
-    crate::demo::check_guide(&ws.repo)?;
 
     let mut built = Vec::new();
     for variant in args.variants() {
         built.push(kernel::build_with_jobs(&ws, arch, variant, jobs)?);
     }
+    // The kernel's checkers, on the Rust kernel's tree.
+    let checks = if built.iter().any(|b| b.variant == Variant::Rust) {
+        checks::run(&ws, &ws.build_dir(arch, Variant::Rust))?
+    } else {
+        eprintln!("==> the kernel's checkers: not run (they check the Rust kernel's tree)");
+        Vec::new()
+    };
     let mut runs = Vec::new();
     for b in &built {
         let scan = test_initrd(&ws, b)?;
@@ -177,6 +187,28 @@ pub fn test(args: &TestArgs) -> Result<()> {
         )?);
     }
     print!("{}", render(arch, &runs));
+
+    // The kernel's KUnit runner on the Rust kernel's IOPF suites.
+    let has_rust = built.iter().any(|b| b.variant == Variant::Rust);
+    let kunit_py = match arch {
+        Arch::X86_64 if has_rust => {
+            kunitpy::config(&ws)?;
+            let dir = ws.build_dir(arch, Variant::Rust);
+            let outcome = kunitpy::exec(&ws, &dir, args.timeout);
+            match &outcome {
+                Ok(o) => println!(
+                    "\nkunit.py exec 'iopf*' (x86_64-rust, /dev/kvm hidden): {} ({:.0}s)",
+                    o.summary, o.seconds
+                ),
+                Err(e) => println!("\nkunit.py exec 'iopf*' (x86_64-rust): FAILED: {e:#}"),
+            }
+            Some(outcome.is_ok())
+        }
+        _ => {
+            eprintln!("==> kunit.py: not run (x86_64 Rust kernel only)");
+            None
+        }
+    };
     let kunit = runs
         .iter()
         .fold(Counts::default(), |acc, r| add(acc, r.report.counts()));
@@ -259,7 +291,16 @@ pub fn test(args: &TestArgs) -> Result<()> {
             r.console.log.display()
         );
     }
+    if !checks.is_empty() {
+        print!("{}", checks::render(&checks));
+    }
     reliability::check_kcsan(&kcsan)?;
+    if kunit_py == Some(false) {
+        bail!("kunit.py exec failed: see above");
+    }
+    if checks.iter().any(|c| !c.clean()) {
+        bail!("the kernel's checkers found problems: see above");
+    }
     if !reliability.clean() {
         bail!("responses lost or duplicated, or sanitizer reports: see above");
     }

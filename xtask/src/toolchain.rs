@@ -11,6 +11,12 @@ use crate::cli::Arch;
 /// Debian's Rust 1.85 (kernel 7.3's minimum) with its library source.
 pub const RUST_VERSION: &str = "1.85.0+dfsg3-1~deb12u3";
 pub const RUSTC: &str = "/usr/bin/rustc";
+/// Its rustdoc, for the doctests and the docs (rustup's, first on PATH, reads
+/// target specifications another way).
+pub const RUSTDOC: &str = "/usr/bin/rustdoc";
+/// Its clippy (Debian's rust-web-clippy); rustup's `clippy-driver`, first on
+/// PATH, is built for another rustc.
+pub const CLIPPY_DRIVER: &str = "/usr/bin/clippy-driver";
 pub const LLVM_BIN: &str = "/usr/lib/llvm-19/bin";
 pub const LIBCLANG: &str = "/usr/lib/llvm-19/lib";
 pub const BINDGEN_VERSION: &str = "0.71.1";
@@ -132,16 +138,22 @@ pub fn qemu_binary(arch: Arch) -> (&'static str, &'static str) {
 }
 
 /// A `make` command for the kernel in `src`, building into `out`.
+/// `PATH` with LLVM 19's tools first, as the kernel's `LLVM=1` build wants.
+pub fn path_with_llvm() -> String {
+    let path = env::var("PATH").unwrap_or_default();
+    format!("{LLVM_BIN}:{path}")
+}
+
 pub fn make(src: &Path, out: &Path, arch: Arch, jobs: usize) -> Command {
     let mut cmd = Command::new("make");
-    let path = env::var("PATH").unwrap_or_default();
     cmd.current_dir(src)
-        .env("PATH", format!("{LLVM_BIN}:{path}"))
+        .env("PATH", path_with_llvm())
         .env("LIBCLANG_PATH", LIBCLANG)
         .arg(format!("O={}", out.display()))
         .arg(format!("ARCH={}", arch.kbuild_name()))
         .arg("LLVM=1")
         .arg(format!("RUSTC={RUSTC}"))
+        .arg(format!("RUSTDOC={RUSTDOC}"))
         .arg(format!("BINDGEN={}", bindgen().display()))
         .arg(format!("-j{jobs}"));
     if has_ccache() {

@@ -8,7 +8,8 @@
 //! table keyed by group index: completing a group costs the same however many requests other
 //! groups hold. The table takes 16 bytes a slot. It is allocated with the device's first partial,
 //! 16 slots (256 bytes), and doubles whenever it would be more than half full, so a device's
-//! memory grows with the groups it holds. The kernel's index structures cost more here: an
+//! memory grows with the most groups it held at once (at most 128 KiB with the default bound); it
+//! never shrinks until the device leaves its queue. The kernel's index structures cost more here: an
 //! XArray needs a 576-byte node for any group index but 0, an rbtree allocates a node for each
 //! group (a second allocation on the first request of every group), and a maple tree may
 //! allocate with GFP_KERNEL when an entry is erased, which here happens under the fault lock.
@@ -197,13 +198,18 @@ impl Partials {
     }
 
     /// Drops every held request, and forgets the groups that lost requests: the device will send
-    /// them again (`iopf_queue_discard_partial()`, device removal).
+    /// them again (`iopf_queue_discard_partial()`, device removal). The table stays: a device
+    /// that held this many groups will likely again, and must not grow it under the fault lock
+    /// every time.
     pub(crate) fn clear(&mut self) {
-        *self = Self {
-            dropped: self.dropped,
-            held_max: self.held_max,
-            ..Self::with_limit(self.limit)
-        };
+        for slot in self.slots.iter_mut() {
+            *slot = Slot::default();
+        }
+        self.groups = 0;
+        self.held = 0;
+        self.oldest = NONE;
+        self.newest = NONE;
+        self.evicted = [0; (PCIE_GROUPS / 64) as usize];
     }
 
     /// The slot where the search for group `grpid` starts (Fibonacci hashing).
@@ -521,7 +527,10 @@ mod tests {
         for i in 0..20u32 {
             store.hold(request(i % 3, u64::from(i)));
         }
+        let table = store.slots.len();
         store.clear();
+        // The table stays.
+        assert_eq!(store.slots.len(), table);
         assert_eq!(store.held(), 0);
         for grpid in 0..3 {
             assert!(take(&mut store, grpid).unwrap().is_empty());

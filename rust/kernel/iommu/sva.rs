@@ -60,7 +60,8 @@ use crate::{
 /// };
 ///
 /// fn bind_caller(dev: &Device<Bound>) -> Result<(Devres<Sva>, u32)> {
-///     let mm = kernel::current!().mm().ok_or(EINVAL)?;
+///     let task = kernel::current!();
+///     let mm = task.mm().ok_or(EINVAL)?;
 ///     let sva = Sva::bind(dev, mm)?;
 ///     let pasid = sva.access(dev)?.pasid();
 ///     dev_info!(dev, "bound to PASID {pasid}\n");

@@ -21,6 +21,24 @@ use super::Fault;
 
 /// A device that an IOMMU driver probed: its IOMMU data (`dev->iommu`) is set.
 ///
+/// # Examples
+///
+/// ```
+/// use kernel::device::Device;
+/// use kernel::iommu::fault::{Endpoint, Fault};
+/// use kernel::prelude::*;
+///
+/// /// Answers `last` with `code` through `dev`'s IOMMU driver, as the framework does.
+/// fn answer(dev: &Device, last: &Fault, code: u32) -> Result {
+///     // SAFETY: `dev` stays probed by its IOMMU driver while this runs: the caller serves one
+///     // of its page requests.
+///     let endpoint = unsafe { Endpoint::from_device(dev) }.ok_or(ENODEV)?;
+///     let respond = endpoint.page_response_op().ok_or(ENODEV)?;
+///     respond.send(dev, last, code);
+///     Ok(())
+/// }
+/// ```
+///
 /// # Invariants
 ///
 /// `dev->iommu` is set, and it and the IOMMU driver's ops stay live while the `Endpoint` is

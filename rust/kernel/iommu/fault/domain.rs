@@ -97,6 +97,19 @@ impl AttachHandle {
 }
 
 /// The domain that handles a page request, found by [`FaultHandler::find`].
+///
+/// # Examples
+///
+/// ```
+/// use kernel::iommu::fault::{Endpoint, Fault, FaultHandler};
+///
+/// /// Whether a fault handler would take `fault`, from `dev`, right now.
+/// fn handled(dev: &Endpoint, fault: &Fault) -> bool {
+///     // SAFETY: The result is dropped before any domain of `dev` can be detached: the caller
+///     // reports `dev`'s page requests, and its driver detaches only after flushing them.
+///     unsafe { FaultHandler::find(dev, fault) }.is_some()
+/// }
+/// ```
 pub struct FaultHandler<'a> {
     /// The attach handle of the domain.
     pub handle: &'a AttachHandle,

@@ -28,6 +28,46 @@
 //! Every group is answered exactly once: by its handler, by the removal of its device, or, when it
 //! is freed unanswered, by [`Owned::free`], `IOMMU_PAGE_RESP_INVALID`. Answers are sent under the
 //! fault lock, through [`FaultOwner::page_response`].
+//!
+//! # Examples
+//!
+//! A framework's data for a device: its fault lock, whose state here counts the answers sent.
+//!
+//! ```
+//! use kernel::iommu::fault::{DeviceFaults, Fault, FaultOwner};
+//! use kernel::{new_mutex, prelude::*, sync::{Arc, Mutex}};
+//!
+//! #[pin_data]
+//! struct Device {
+//!     #[pin]
+//!     faults: Mutex<DeviceFaults<Device>>,
+//! }
+//!
+//! impl FaultOwner for Device {
+//!     /// Answers sent.
+//!     type State = u64;
+//!
+//!     fn faults(&self) -> &Mutex<DeviceFaults<Self>> {
+//!         &self.faults
+//!     }
+//!
+//!     fn page_response(&self, sent: &mut u64, _last: &Fault, _tag: u32, _code: u32) {
+//!         // A real framework calls the IOMMU driver's `page_response` op here.
+//!         *sent += 1;
+//!     }
+//! }
+//!
+//! let dev = Arc::pin_init(
+//!     pin_init!(Device { faults <- new_mutex!(DeviceFaults::new(0)) }),
+//!     GFP_KERNEL,
+//! )?;
+//! let mut faults = dev.faults().lock();
+//! // Removing the device answers its pending groups: it has none yet.
+//! assert!(faults.as_mut().answer_oldest(0, &dev).is_none());
+//! assert_eq!(*faults.as_mut().state(), 0);
+//! # drop(faults);
+//! # Ok::<(), Error>(())
+//! ```
 
 use core::{
     cell::UnsafeCell,
@@ -84,7 +124,7 @@ pub trait FaultOwner: Send + Sync + Sized + 'static {
 /// # Invariants
 ///
 /// `pending` heads a C list of groups of the device linked through their `pending_node`: each is
-/// live and has `linked` set in its [`Locked`] state.
+/// live and has `linked` set in its `Locked` state.
 #[pin_data]
 pub struct DeviceFaults<D: FaultOwner> {
     #[pin]
@@ -194,7 +234,7 @@ struct Locked {
 /// The part of a group's state that only its owner uses.
 struct OwnerState {
     /// The owner saw, under the fault lock, that the group is off the pending list: the
-    /// [`Locked`] state is the owner's alone from then on.
+    /// `Locked` state is the owner's alone from then on.
     settled: bool,
     /// Its work item was initialised, by the first `iopf_queue_work()`.
     work_ready: bool,

@@ -21,7 +21,7 @@ use super::PageRequest;
 
 /// An I/O page fault queue (`struct iopf_queue`), one per IOMMU instance.
 ///
-/// Fault handlers that defer their work (see [`super::Group::queue_work`]) run on the queue's
+/// Fault handlers that defer their work (see [`super::Incoming::queue_work`]) run on the queue's
 /// workqueue, so that a device's faults can be flushed before it goes away. Devices join the
 /// queue with [`QueueDevice::new`], which needs the queue in an [`Arc`]: each registered device
 /// holds a reference, so the queue outlives its devices.

@@ -7,6 +7,22 @@
 //! The events, in the `iommu` trace system, are declared in C and fired from here; a disabled
 //! tracepoint costs a patched-out branch. Their names and fields are an interface, described in
 //! the C header and in `Documentation/iommu/iopf-driver-guide.rst`.
+//!
+//! # Examples
+//!
+//! ```
+//! use kernel::device::Device;
+//! use kernel::iommu::fault::{trace, Fault};
+//!
+//! /// What the framework does when the handler of the group that ends with `last` fails.
+//! fn handler_failed(dev: &Device, last: &Fault, faults: usize, ret: i32) {
+//!     trace::handle(dev, last, faults, ret);
+//!     trace::abort(dev, last, trace::Abort::Handler);
+//! }
+//!
+//! // `iommu:iopf_abort` prints the reason by name, from the C header's values.
+//! assert_eq!(trace::Abort::Handler as u32, kernel::bindings::IOPF_ABORT_HANDLER);
+//! ```
 
 use crate::{
     bindings,
