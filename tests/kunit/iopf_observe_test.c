@@ -595,6 +595,7 @@ static int obs_churn(void *data)
 		if (iopf_queue_add_device(env->queue, env->dev))
 			break;
 		env->on_queue = true;
+		usleep_range(100, 200);
 	}
 	complete(&env->churned);
 	return 0;
@@ -616,6 +617,9 @@ static void iopf_observe_read_while_devices_come_and_go(struct kunit *test)
 	ssize_t len;
 
 	KUNIT_ASSERT_NOT_NULL(test, buf);
+	/* On the queue, before and after the churn: the whole file. */
+	KUNIT_EXPECT_GT(test, obs_read(env->ubuf, path, buf, OBS_FILE_SIZE), 0);
+	KUNIT_EXPECT_GE(test, obs_stat(buf, "alloc_failures"), 0);
 	init_completion(&env->churned);
 	thread = kthread_run(obs_churn, env, "iopf-observe-churn");
 	KUNIT_ASSERT_FALSE(test, IS_ERR(thread));
@@ -632,8 +636,11 @@ static void iopf_observe_read_while_devices_come_and_go(struct kunit *test)
 	}
 	wait_for_completion(&env->churned);
 	KUNIT_EXPECT_EQ_MSG(test, bad, 0, "last bad read: %zd", bad_len);
-	KUNIT_EXPECT_GT(test, reads, 0);
 	KUNIT_EXPECT_TRUE(test, env->on_queue);
+	memset(buf, 0, OBS_FILE_SIZE);
+	KUNIT_EXPECT_GT(test, obs_read(env->ubuf, path, buf, OBS_FILE_SIZE), 0);
+	/* The device's statistics began again when it last joined. */
+	KUNIT_EXPECT_EQ(test, obs_stat(buf, "requests"), 0);
 	KUNIT_EXPECT_EQ(test, env->h.delivered, OBS_CHURN);
 	KUNIT_EXPECT_EQ(test, obs_logged(env, IOMMU_PAGE_RESP_SUCCESS), OBS_CHURN);
 	kunit_info(test, "%u whole reads, %u of no file", reads, gone);
