@@ -145,7 +145,11 @@ impl Costs {
         table.set_header(header);
         for (row, medians, noise) in self.medians() {
             let mut cells = vec![row];
-            cells.extend(medians.iter().map(|m| m.map_or("-".into(), |v| format!("{v:.0}"))));
+            cells.extend(
+                medians
+                    .iter()
+                    .map(|m| m.map_or("-".into(), |v| format!("{v:.0}"))),
+            );
             for m in &medians[1..] {
                 cells.push(ratio(*m, medians[0]).map_or("-".into(), |r| format!("{r:.3}")));
             }
@@ -165,14 +169,16 @@ impl Costs {
         w.write_record(&header)?;
         for ((row, per), (_, medians, noise)) in self.values.iter().zip(self.medians()) {
             let mut rec = vec![row.clone()];
-            rec.extend(medians.iter().map(|m| m.map_or(String::new(), |v| v.to_string())));
+            rec.extend(
+                medians
+                    .iter()
+                    .map(|m| m.map_or(String::new(), |v| v.to_string())),
+            );
             rec.push(noise.map_or(String::new(), |n| n.to_string()));
-            rec.extend(per.iter().map(|v| {
-                v.iter()
-                    .map(f64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            }));
+            rec.extend(
+                per.iter()
+                    .map(|v| v.iter().map(f64::to_string).collect::<Vec<_>>().join(" ")),
+            );
             w.write_record(&rec)?;
         }
         Ok(String::from_utf8(w.into_inner()?)?)
@@ -232,7 +238,13 @@ pub fn remove_logs(logs: &Path, arch: Arch) -> Result<()> {
 
 /// Boots each flavour once, in turn, with the QEMU arguments `qemu`, and
 /// keeps its console log as boot `tag`.
-pub fn boot_each(built: &[Built], logs: &Path, tag: &str, timeout: u64, qemu: &[&str]) -> Result<()> {
+pub fn boot_each(
+    built: &[Built],
+    logs: &Path,
+    tag: &str,
+    timeout: u64,
+    qemu: &[&str],
+) -> Result<()> {
     for (f, b) in FLAVOURS.iter().zip(built) {
         eprintln!("==> observability boot {tag} of rust ({})", f.name);
         let log = log_path(logs, b.arch, f, tag);
@@ -321,6 +333,9 @@ mod tests {
         assert!(text.contains("±10.0%"), "{text}");
         let csv = costs.csv().unwrap();
         assert!(csv.starts_with("row,default,traced,no-debugfs,no-tracepoints,default_noise"));
-        assert!(csv.contains("faults_per_s value,100,50,,,0.2,90 100 110,50,,"), "{csv}");
+        assert!(
+            csv.contains("faults_per_s value,100,50,,,0.2,90 100 110,50,,"),
+            "{csv}"
+        );
     }
 }

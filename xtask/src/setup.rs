@@ -37,6 +37,11 @@ const PACKAGES: &[&str] = &[
     "ccache",
     "busybox-static",
     "libcap-dev",
+    // The patch series: git format-patch and git am; checkpatch.pl's SPDX
+    // check (scripts/spdxcheck.py).
+    "git",
+    "python3-ply",
+    "python3-git",
 ];
 
 /// Debian's Rust, pinned as a set: apt otherwise resolves a mismatched std.

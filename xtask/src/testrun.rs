@@ -159,6 +159,15 @@ pub fn test(args: &TestArgs) -> Result<()> {
     crate::lint::rustfmt(&ws)?;
     crate::lint::ffi_contracts(&ws.repo)?;
     crate::demo::check_guide(&ws.repo)?;
+    // The patch series: made, applied with git am to the pristine tree,
+    // compared with the overlay, and checked with checkpatch.pl.
+    let (series, checkpatch) = crate::series::check(&ws)?;
+    eprintln!("==> {}", series.line());
+    eprintln!("==> {}", checkpatch.line());
+    if let Err(e) = checkpatch.check() {
+        eprint!("{}", checkpatch.details());
+        return Err(e);
+    }
 
     let mut built = Vec::new();
     for variant in args.variants() {
@@ -247,6 +256,8 @@ pub fn test(args: &TestArgs) -> Result<()> {
     if let Some(e) = &e2e {
         println!("{}", e.line);
     }
+    println!("{}", series.line());
+    println!("{}", checkpatch.line());
     println!(
         "{} passed, {} failed, {} skipped",
         total.passed, total.failed, total.skipped
