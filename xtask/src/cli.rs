@@ -36,6 +36,10 @@ pub enum Command {
     /// End to end through the Intel VT-d driver: a PRI-capable QEMU test
     /// device faults on a user process's memory, on each variant.
     E2e(E2eArgs),
+    /// Write the patch series (`git format-patch`, with a cover letter),
+    /// check that `git am` applies it to the pristine tree and gives the
+    /// overlay's tree, and run checkpatch on it.
+    Patch(PatchArgs),
 }
 
 #[derive(Args)]
@@ -260,6 +264,21 @@ impl E2eArgs {
     pub fn variants(&self) -> Vec<Variant> {
         variants_or_all(&self.variant)
     }
+}
+
+#[derive(Args)]
+pub struct PatchArgs {
+    /// Directory for the series (default: `series/out` in the cache).
+    #[arg(long, short, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Also build the kernel at each patch of the series, incrementally,
+    /// with the test configuration of the `rust` variant (x86_64; a cold
+    /// build first, then one per patch).
+    #[arg(long)]
+    pub check_bisect: bool,
+    /// Parallel make jobs for --check-bisect (default: number of CPUs).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
 }
 
 fn variants_or_all(chosen: &[Variant]) -> Vec<Variant> {

@@ -236,7 +236,7 @@ pub const IOPF_API: &[&str] = &[
 /// Checks that the kernel links the IOPF implementation its variant names:
 /// for `rust`, no io-pgfault.o, every API function defined by the Rust
 /// object and exported; for `c`, io-pgfault.o.
-fn check_iopf_objects(out: &Path, variant: Variant) -> Result<()> {
+pub fn check_iopf_objects(out: &Path, variant: Variant) -> Result<()> {
     let c_object = out.join("drivers/iommu/io-pgfault.o");
     let system_map = fs::read_to_string(out.join("System.map")).context("reading System.map")?;
     for sym in IOPF_API {
@@ -265,6 +265,24 @@ fn check_iopf_objects(out: &Path, variant: Variant) -> Result<()> {
                 if !defined.lines().any(|l| l == *sym) {
                     bail!("{sym} is not defined by {}", rust_object.display());
                 }
+            }
+            // Kbuild exports the unmangled functions of iopf.o: the C API,
+            // and nothing else.
+            let generated = out.join("drivers/iommu/iopf/iopf_exports_generated.h");
+            let text = fs::read_to_string(&generated)
+                .with_context(|| format!("reading {}", generated.display()))?;
+            let mut exported: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("EXPORT_SYMBOL_GPL(")?.strip_suffix(");"))
+                .collect();
+            let mut api = IOPF_API.to_vec();
+            exported.sort_unstable();
+            api.sort_unstable();
+            if exported != api {
+                bail!(
+                    "{} exports {exported:?}, not the C API {api:?}",
+                    generated.display()
+                );
             }
         }
     }

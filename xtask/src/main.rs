@@ -10,10 +10,12 @@
 //! - `lint`    rustfmt and clippy over the kernel Rust of this repo;
 //! - `selftest` the kernel's iommufd selftests on each variant, compared;
 //! - `bench`   the IOPF path of both variants, measured on non-debug kernels;
-//! - `e2e`     a QEMU PCIe device faults through the Intel VT-d driver.
+//! - `e2e`     a QEMU PCIe device faults through the Intel VT-d driver;
+//! - `patch`   the patch series: `git format-patch`, checked with `git am` and checkpatch.
 
 mod bad_input;
 mod bench;
+mod checkpatch;
 mod checks;
 mod cli;
 mod demo;
@@ -32,6 +34,7 @@ mod profile;
 mod qemu;
 mod reliability;
 mod selftest;
+mod series;
 mod setup;
 mod splat;
 mod testrun;
@@ -65,5 +68,6 @@ fn main() -> Result<()> {
         cli::Command::Bench(args) => bench::run(&args),
         cli::Command::Profile(args) => profile::run(&args),
         cli::Command::E2e(args) => e2e::command(&args),
+        cli::Command::Patch(args) => series::command(&args),
     }
 }

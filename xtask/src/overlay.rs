@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{bail, Context, Result};
 
+use crate::series;
+
 /// Repo directories copied to the same path in the kernel tree.
 const MIRRORED: &[&str] = &["rust", "drivers", "samples", "Documentation"];
 
@@ -37,61 +39,82 @@ pub type Plan = BTreeMap<PathBuf, Vec<u8>>;
 /// Computes the overlay for `repo` against the `pristine` tree.
 pub fn plan(repo: &Path, pristine: &Path) -> Result<Plan> {
     let mut plan = Plan::new();
-    for dir in MIRRORED {
-        collect(&repo.join(dir), Path::new(dir), &mut plan)?;
-    }
-    for (from, to) in RELOCATED {
-        collect(&repo.join(from), Path::new(to), &mut plan)?;
+    for (kernel, from) in installed(repo)? {
+        let content = fs::read(repo.join(&from))
+            .with_context(|| format!("reading {}", repo.join(&from).display()))?;
+        plan.insert(kernel, content);
     }
     apply_patches(&repo.join("patches"), pristine, &mut plan)?;
     Ok(plan)
 }
 
-/// Adds the files under `src` (a file or a directory) to `plan` at `dest`.
-fn collect(src: &Path, dest: &Path, plan: &mut Plan) -> Result<()> {
-    if src.is_file() {
-        plan.insert(dest.to_path_buf(), fs::read(src)?);
-    } else if src.is_dir() {
-        let mut entries = fs::read_dir(src)?.collect::<std::io::Result<Vec<_>>>()?;
+/// The repo files the overlay installs whole: kernel-relative path to
+/// repo-relative path.
+pub fn installed(repo: &Path) -> Result<BTreeMap<PathBuf, PathBuf>> {
+    let mut files = BTreeMap::new();
+    for dir in MIRRORED {
+        collect(repo, Path::new(dir), Path::new(dir), &mut files)?;
+    }
+    for (from, to) in RELOCATED {
+        collect(repo, Path::new(from), Path::new(to), &mut files)?;
+    }
+    Ok(files)
+}
+
+/// Adds the files under `repo/src` (a file or a directory) to `files`, at
+/// `dest` in the kernel tree.
+fn collect(
+    repo: &Path,
+    src: &Path,
+    dest: &Path,
+    files: &mut BTreeMap<PathBuf, PathBuf>,
+) -> Result<()> {
+    let full = repo.join(src);
+    if full.is_file() {
+        files.insert(dest.to_path_buf(), src.to_path_buf());
+    } else if full.is_dir() {
+        let mut entries = fs::read_dir(&full)?.collect::<std::io::Result<Vec<_>>>()?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
-            collect(&entry.path(), &dest.join(entry.file_name()), plan)?;
+            let name = entry.file_name();
+            collect(repo, &src.join(&name), &dest.join(&name), files)?;
         }
     }
     Ok(())
 }
 
-/// Applies every `patches/*.patch`, in name order, on top of the pristine
-/// (or already overlaid) contents of the files it touches.
+/// Applies the series' hunks on the kernel's own files (`patches/*.patch`, in
+/// name order) on top of their pristine contents. The hunks on files that the
+/// repo installs are skipped: the repo holds those files in their final form
+/// (see `series.rs`).
 fn apply_patches(dir: &Path, pristine: &Path, plan: &mut Plan) -> Result<()> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Ok(());
-    };
-    let mut patches: Vec<PathBuf> = entries
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    patches.retain(|p| p.extension().is_some_and(|e| e == "patch"));
-    patches.sort();
-    if patches.is_empty() {
-        return Ok(());
-    }
-
+    let patches = series::load(dir)?;
+    let installed: BTreeSet<PathBuf> = plan.keys().cloned().collect();
     let scratch = tempdir()?;
     let mut touched = BTreeSet::new();
     for patch in &patches {
-        for file in patched_files(&fs::read_to_string(patch)?) {
-            if touched.insert(file.clone()) {
-                let base = match plan.get(&file) {
-                    Some(content) => Some(content.clone()),
-                    None => fs::read(pristine.join(&file)).ok(),
-                };
-                if let Some(base) = base {
-                    let at = scratch.join(&file);
+        let sections: Vec<&series::Section> = patch
+            .sections
+            .iter()
+            .filter(|s| !installed.contains(&s.path))
+            .collect();
+        if sections.is_empty() {
+            continue;
+        }
+        for s in &sections {
+            if touched.insert(s.path.clone()) {
+                if let Ok(base) = fs::read(pristine.join(&s.path)) {
+                    let at = scratch.join(&s.path);
                     fs::create_dir_all(at.parent().unwrap())?;
                     fs::write(at, base)?;
                 }
             }
         }
+        let diff = scratch.join(".diff");
+        fs::write(
+            &diff,
+            sections.iter().map(|s| s.text.as_str()).collect::<String>(),
+        )?;
         let patched = Command::new("patch")
             .args([
                 "-p1",
@@ -102,14 +125,14 @@ fn apply_patches(dir: &Path, pristine: &Path, plan: &mut Plan) -> Result<()> {
                 "--no-backup-if-mismatch",
                 "-i",
             ])
-            .arg(patch)
+            .arg(&diff)
             .current_dir(&scratch)
             .output()
             .context("running patch (apt-get install patch)")?;
         if !patched.status.success() {
             bail!(
-                "{} does not apply to kernel {}:\n{}{}",
-                patch.display(),
+                "patches/{} does not apply to kernel {}:\n{}{}",
+                patch.name,
                 pristine.display(),
                 String::from_utf8_lossy(&patched.stdout),
                 String::from_utf8_lossy(&patched.stderr)
@@ -126,19 +149,8 @@ fn apply_patches(dir: &Path, pristine: &Path, plan: &mut Plan) -> Result<()> {
     Ok(())
 }
 
-/// Kernel-relative paths named by a unified diff's `+++ b/...` lines.
-fn patched_files(patch: &str) -> Vec<PathBuf> {
-    patch
-        .lines()
-        .filter_map(|l| l.strip_prefix("+++ "))
-        .filter_map(|l| l.split('\t').next())
-        .filter_map(|p| p.trim().strip_prefix("b/"))
-        .map(PathBuf::from)
-        .collect()
-}
-
 /// A fresh scratch directory, unique within the process too.
-fn tempdir() -> Result<PathBuf> {
+pub fn tempdir() -> Result<PathBuf> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("iopf-overlay-{}-{n}", std::process::id()));
@@ -248,7 +260,8 @@ mod tests {
         write(
             &repo,
             "patches/0001-hook.patch",
-            "--- a/drivers/iommu/Makefile\n+++ b/drivers/iommu/Makefile\n@@ -1 +1,2 @@\n obj-y += iommu.o\n+obj-y += iopf/\n",
+            "iommu: Build iopf/\n\nWhy.\n---\nAdds: drivers/iommu/iopf/iopf.rs\nAdds: Kbuild\n\n\
+             --- a/drivers/iommu/Makefile\n+++ b/drivers/iommu/Makefile\n@@ -1 +1,2 @@\n obj-y += iommu.o\n+obj-y += iopf/\n",
         );
         (tmp, pristine, repo, work)
     }
@@ -312,6 +325,25 @@ mod tests {
         assert_eq!(applied.restored.len(), 2);
         assert_eq!(read(&work, "drivers/iommu/Makefile"), "obj-y += iommu.o\n");
         assert!(!work.join("drivers/iommu/iopf/iopf.rs").exists());
+    }
+
+    #[test]
+    fn hunks_on_files_the_repo_installs_are_not_applied_again() {
+        let (_tmp, pristine, repo, _work) = fixture();
+        // The repo's Kbuild is final: it already has the line a later patch adds.
+        write(&repo, "Kbuild", "obj-y += iopf.o\nobj-y += tests/\n");
+        write(
+            &repo,
+            "patches/0002-tests.patch",
+            "iommu/iopf: Add tests\n\nWhy.\n---\n\
+             --- a/drivers/iommu/iopf/Kbuild\n+++ b/drivers/iommu/iopf/Kbuild\n\
+             @@ -1 +1,2 @@\n obj-y += iopf.o\n+obj-y += tests/\n",
+        );
+        let plan = plan(&repo, &pristine).unwrap();
+        assert_eq!(
+            plan[Path::new("drivers/iommu/iopf/Kbuild")],
+            b"obj-y += iopf.o\nobj-y += tests/\n"
+        );
     }
 
     #[test]

@@ -85,6 +85,17 @@ impl Workspace {
         PathBuf::from(dir)
     }
 
+    /// The git repository of the pristine tree, where the patch series is
+    /// made and checked with `git am`.
+    pub fn series_repo(&self) -> PathBuf {
+        self.cache.join("series").join("linux")
+    }
+
+    /// Where `cargo xtask patch` writes the series by default.
+    pub fn series_out(&self) -> PathBuf {
+        self.cache.join("series").join("out")
+    }
+
     /// Where console logs of boots are kept.
     pub fn logs(&self) -> Result<PathBuf> {
         let dir = self.cache.join("logs");

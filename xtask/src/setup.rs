@@ -40,6 +40,11 @@ const PACKAGES: &[&str] = &[
     // `make htmldocs` (Documentation/sphinx/requirements.txt).
     "python3-sphinx",
     "python3-yaml",
+    // The patch series: git format-patch and git am; checkpatch.pl's SPDX
+    // check (scripts/spdxcheck.py).
+    "git",
+    "python3-ply",
+    "python3-git",
 ];
 
 /// Debian's Rust, pinned as a set: apt otherwise resolves a mismatched std.

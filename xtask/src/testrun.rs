@@ -162,18 +162,45 @@ pub fn test(args: &TestArgs) -> Result<()> {
     let jobs = args.target.jobs.unwrap_or_else(toolchain::default_jobs);
     crate::lint::rustfmt(&ws)?;
     crate::lint::ffi_contracts(&ws.repo)?;
+    // The patch series: made, applied with git am to the pristine tree and
+    // compared with the overlay (an error here stops the run), then checked
+    // with checkpatch.pl, whose verdict is a row of the checkers' table.
+    let (series, checkpatch) = crate::series::check(&ws)?;
+    eprintln!("==> {}", series.line());
+    eprintln!("==> {}", checkpatch.line());
+    let series_checks = [
+        checks::Check {
+            name: "git am of the series",
+            findings: Vec::new(),
+            scope: format!(
+                "{} patches on the pristine tree, against the overlay",
+                series.patches
+            ),
+        },
+        checks::Check {
+            name: "checkpatch.pl --strict --no-signoff",
+            findings: checkpatch.problems(),
+            scope: format!(
+                "{} patches, listed findings in patches/checkpatch-allowed",
+                series.patches
+            ),
+        },
+    ];
+    if checkpatch.check().is_err() {
+        eprint!("{}", checkpatch.details());
+    }
 
     let mut built = Vec::new();
     for variant in args.variants() {
         built.push(kernel::build_with_jobs(&ws, arch, variant, jobs)?);
     }
     // The kernel's checkers, on the Rust kernel's tree.
-    let checks = if built.iter().any(|b| b.variant == Variant::Rust) {
-        checks::run(&ws, &ws.build_dir(arch, Variant::Rust))?
+    let mut checks = series_checks.to_vec();
+    if built.iter().any(|b| b.variant == Variant::Rust) {
+        checks.extend(checks::run(&ws, &ws.build_dir(arch, Variant::Rust))?);
     } else {
-        eprintln!("==> the kernel's checkers: not run (they check the Rust kernel's tree)");
-        Vec::new()
-    };
+        eprintln!("==> the kernel's build checkers: not run (they check the Rust kernel's tree)");
+    }
     let mut runs = Vec::new();
     for b in &built {
         let scan = test_initrd(&ws, b)?;
@@ -279,6 +306,8 @@ pub fn test(args: &TestArgs) -> Result<()> {
     if let Some(e) = &e2e {
         println!("{}", e.line);
     }
+    println!("{}", series.line());
+    println!("{}", checkpatch.line());
     println!(
         "{} passed, {} failed, {} skipped",
         total.passed, total.failed, total.skipped

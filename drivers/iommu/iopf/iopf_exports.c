@@ -1,20 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * C glue of the Rust IOPF core (iopf.rs): exports its C API to modules,
- * which cannot link against symbols of a built-in Rust crate otherwise.
+ * Exports the C API of the Rust IOPF core to modules, which cannot link
+ * against a built-in Rust crate otherwise. The functions are defined in
+ * iopf.rs (its ffi module) and declared in <linux/iommu.h>; Kbuild lists them
+ * in iopf_exports_generated.h from the object, as rust/exports.c does for the
+ * kernel crate.
  */
 
 #include <linux/export.h>
 #include <linux/iommu.h>
 
-EXPORT_SYMBOL_GPL(iommu_report_device_fault);
-EXPORT_SYMBOL_GPL(iopf_group_response);
-EXPORT_SYMBOL_GPL(iopf_group_dequeue);
-EXPORT_SYMBOL_GPL(iopf_free_group);
-EXPORT_SYMBOL_GPL(iopf_queue_work);
-EXPORT_SYMBOL_GPL(iopf_queue_alloc);
-EXPORT_SYMBOL_GPL(iopf_queue_free);
-EXPORT_SYMBOL_GPL(iopf_queue_add_device);
-EXPORT_SYMBOL_GPL(iopf_queue_remove_device);
-EXPORT_SYMBOL_GPL(iopf_queue_flush_dev);
-EXPORT_SYMBOL_GPL(iopf_queue_discard_partial);
+#include "iopf_exports_generated.h"

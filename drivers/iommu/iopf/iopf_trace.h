@@ -21,7 +21,7 @@
 #undef TRACE_INCLUDE_PATH
 #define TRACE_SYSTEM iommu
 #define TRACE_INCLUDE_FILE iopf_trace
-#define TRACE_INCLUDE_PATH ../drivers/iommu/iopf
+#define TRACE_INCLUDE_PATH .
 
 #if !defined(_IOPF_TRACE_H) || defined(TRACE_HEADER_MULTI_READ)
 #define _IOPF_TRACE_H

@@ -9,8 +9,8 @@
 //! groups hold. The table takes 16 bytes a slot. It is allocated with the device's first partial,
 //! 16 slots (256 bytes), and doubles whenever it would be more than half full, so a device's
 //! memory grows with the most groups it held at once (at most 128 KiB with the default bound); it
-//! never shrinks until the device leaves its queue. The kernel's index structures cost more here: an
-//! XArray needs a 576-byte node for any group index but 0, an rbtree allocates a node for each
+//! never shrinks until the device leaves its queue. The kernel's index structures cost more here:
+//! an XArray needs a 576-byte node for any group index but 0, an rbtree allocates a node for each
 //! group (a second allocation on the first request of every group), and a maple tree may
 //! allocate with GFP_KERNEL when an entry is erased, which here happens under the fault lock.
 //! The table grows with GFP_NOWAIT under that lock: every page response takes it, and must not

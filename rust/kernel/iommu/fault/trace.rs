@@ -47,8 +47,18 @@ mod raw {
             perm: u32,
             addr: u64,
         );
-        pub(super) unsafe fn iopf_hold(dev: *mut bindings::device, pasid: u32, grpid: u32, held: u32);
-        pub(super) unsafe fn iopf_drop(dev: *mut bindings::device, grpid: u32, count: u32, held: u32);
+        pub(super) unsafe fn iopf_hold(
+            dev: *mut bindings::device,
+            pasid: u32,
+            grpid: u32,
+            held: u32,
+        );
+        pub(super) unsafe fn iopf_drop(
+            dev: *mut bindings::device,
+            grpid: u32,
+            count: u32,
+            held: u32,
+        );
         pub(super) unsafe fn iopf_handle(
             dev: *mut bindings::device,
             pasid: u32,
@@ -63,7 +73,12 @@ mod raw {
             code: u32,
             latency_us: u32,
         );
-        pub(super) unsafe fn iopf_abort(dev: *mut bindings::device, pasid: u32, grpid: u32, reason: u32);
+        pub(super) unsafe fn iopf_abort(
+            dev: *mut bindings::device,
+            pasid: u32,
+            grpid: u32,
+            reason: u32,
+        );
     }
 }
 
