@@ -33,6 +33,9 @@ pub enum Command {
     /// Count the guest instructions of one benchmark case per kernel
     /// function, C against Rust (a QEMU TCG plugin built from xtask/tbprof).
     Profile(ProfileArgs),
+    /// The long differential run: the same random streams of IOPF
+    /// operations through both non-debug kernels, their logs compared.
+    Diff(DiffArgs),
 }
 
 #[derive(Args)]
@@ -219,6 +222,24 @@ pub struct ProfileArgs {
     /// Directory for the table (default: `bench/` in the repo).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Sequential operations per kernel (a tenth more run concurrently).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub ops: u64,
+    /// Operations per sequential stream (seed).
+    #[arg(long, default_value_t = 100_000)]
+    pub stream_ops: u64,
+    /// The base of the seeds (default: a new one, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Seconds one kernel's boot may take.
+    #[arg(long, default_value_t = 14_400)]
+    pub timeout: u64,
 }
 
 fn variants_or_all(chosen: &[Variant]) -> Vec<Variant> {

@@ -9,12 +9,14 @@
 //! - `run`     the demo: the Rust-IOPF kernel at work;
 //! - `lint`    rustfmt and clippy over the kernel Rust of this repo;
 //! - `selftest` the kernel's iommufd selftests on each variant, compared;
-//! - `bench`   the IOPF path of both variants, measured on non-debug kernels.
+//! - `bench`   the IOPF path of both variants, measured on non-debug kernels;
+//! - `diff`    the long differential run: random streams through both kernels.
 
 mod bad_input;
 mod bench;
 mod cli;
 mod demo;
+mod diff;
 mod kconfig;
 mod kernel;
 mod ktap;
@@ -57,5 +59,6 @@ fn main() -> Result<()> {
         cli::Command::Selftest(args) => selftest::command(&args),
         cli::Command::Bench(args) => bench::run(&args),
         cli::Command::Profile(args) => profile::run(&args),
+        cli::Command::Diff(args) => diff::run(&args),
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 
 use crate::bad_input;
 use crate::cli::{Arch, RunArgs, TestArgs, Variant};
+use crate::diff;
 use crate::kernel::{self, Built};
 use crate::ktap::{self, Counts, Outcome, Report};
 use crate::paths::Workspace;
@@ -27,6 +28,7 @@ const EXPECTED_SUITES: &[(&str, &[Variant])] = &[
     // rust/kernel/ratelimit.rs, which the Rust core's warnings use.
     ("rust_kernel_ratelimit", &[Variant::C, Variant::Rust]),
     (reliability::SUITE, &[Variant::C, Variant::Rust]),
+    (diff::SUITE, &[Variant::C, Variant::Rust]),
 ];
 
 /// Whether `variant` must run `suite`.
@@ -126,11 +128,21 @@ pub fn test(args: &TestArgs) -> Result<()> {
     for variant in args.variants() {
         built.push(kernel::build_with_jobs(&ws, arch, variant, jobs)?);
     }
+    // The same streams on both kernels, new ones on every run.
+    let diff_seed = diff::base_seed()?;
+    eprintln!(
+        "==> differential streams: base seed {diff_seed} (set {} to run them again)",
+        diff::SEED_ENV
+    );
     let mut runs = Vec::new();
     for b in &built {
         // With an initramfs whose /init scans for leaks after KUnit.
         let scan = reliability::leak_scan_initrd(&ws, b)?;
-        let cmdline = reliability::cmdline(scan.is_some());
+        let cmdline = format!(
+            "{} {}",
+            reliability::cmdline(scan.is_some()),
+            diff::TEST_PLAN.cmdline(diff_seed)
+        );
         runs.push(boot_and_judge(
             &ws,
             b.clone(),
@@ -183,11 +195,24 @@ pub fn test(args: &TestArgs) -> Result<()> {
         );
         total = add(total, c);
     }
-    let reliability = runs
+    let comparison = diff::check(
+        &ws,
+        &diff::Boots {
+            built: &built,
+            consoles: runs
+                .iter()
+                .map(|r| (r.variant, r.console.text.as_str()))
+                .collect(),
+        },
+        &diff::TEST_PLAN,
+        Duration::from_secs(args.timeout),
+    )?;
+    let mut reliability = runs
         .iter()
         .map(|r| reliability::debug_figures(&r.console.text))
         .chain(kcsan.iter().map(|r| r.figures))
         .fold(reliability::Figures::default(), reliability::Figures::add);
+    reliability.diff = Some(comparison.figures());
     let kernels: Vec<String> = runs
         .iter()
         .map(|r| r.variant.name().to_string())
@@ -206,7 +231,13 @@ pub fn test(args: &TestArgs) -> Result<()> {
             r.console.log.display()
         );
     }
+    for p in &comparison.problems {
+        println!("  PROBLEM [differential]: {p}");
+    }
     reliability::check_kcsan(&kcsan)?;
+    if !comparison.problems.is_empty() {
+        bail!("differential test: the kernels diverged, or a stream did what its model did not expect");
+    }
     if !reliability.clean() {
         bail!("responses lost or duplicated, or sanitizer reports: see above");
     }
