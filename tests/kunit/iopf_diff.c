@@ -48,6 +48,7 @@
 #include <linux/iommu.h>
 #include <linux/ktime.h>
 #include <linux/moduleparam.h>
+#include <linux/printk.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/string.h>
@@ -339,6 +340,7 @@ struct diff_stream {
 	const char *mode;
 	unsigned int dump_from;
 	unsigned int dump_to;
+	unsigned int printed;
 	bool dump;
 	int dump_dev;
 	u64 anomalies;
@@ -510,6 +512,16 @@ static void diff_on_group(void *data, struct iopf_h_handle *hh,
 	spin_unlock_irqrestore(&dd->log->lock, flags);
 }
 
+/*
+ * Lines are only worth comparing if none is lost: printk drops what the
+ * console cannot keep up with, so a dump waits for it now and then.
+ */
+static void diff_printed(struct diff_stream *st)
+{
+	if (!(++st->printed % 16))
+		pr_flush(1000, true);
+}
+
 static void diff_print_rec(struct diff_stream *st, const struct diff_rec *r)
 {
 	char line[160];
@@ -550,6 +562,7 @@ static void diff_print_rec(struct diff_stream *st, const struct diff_rec *r)
 	}
 	pr_info("# iopf_diff_line: mode=%s seed=%llu dev=%d op=%u %s\n",
 		st->mode, st->seed, st->dump_dev, r->op, line);
+	diff_printed(st);
 }
 
 static int diff_rec_cmp(const void *a, const void *b)
@@ -638,9 +651,11 @@ static void diff_end_op(struct diff_stream *st, const struct diff_op *op,
 	log->records += log->n;
 	log->n = 0;
 	st->done++;
-	if (!(st->done % DIFF_CHECKPOINT))
+	if (!(st->done % DIFF_CHECKPOINT)) {
 		pr_info("# iopf_diff: mode=%s seed=%llu dev=%d at=%u digest=%016llx\n",
 			st->mode, st->seed, st->dump_dev, st->done, log->digest);
+		pr_flush(1000, true);
+	}
 	WRITE_ONCE(log->op, st->done);
 }
 
@@ -1121,6 +1136,7 @@ static void diff_print_op(struct diff_stream *st, const struct diff_op *op)
 		diff_kind_name[op->kind], op->dev, op->queue, op->slot, op->dom,
 		op->pasid_valid, op->pasid, op->grpid, op->last, op->type,
 		op->perm, diff_mode_name[op->mode], op->code, op->kept);
+	diff_printed(st);
 }
 
 /* Runs a whole stream, then drains it; returns its digest. */
@@ -1143,6 +1159,7 @@ static void diff_run(struct diff_stream *st)
 	pr_info("# iopf_diff: mode=%s seed=%llu dev=%d ops=%u done=%u records=%llu digest=%016llx end\n",
 		st->mode, st->seed, st->dump_dev, st->ops, st->done,
 		st->log->records, st->log->digest);
+	pr_flush(1000, true);
 }
 
 /* Setup */
@@ -1285,7 +1302,7 @@ static bool diff_parse_replay(struct diff_replay_req *r)
 {
 	if (!diff_replay || !*diff_replay)
 		return false;
-	return sscanf(diff_replay, "%7[a-z]:%llu:%u:%u:%u:%d", r->mode,
+	return sscanf(diff_replay, "%7[^:]:%llu:%u:%u:%u:%d", r->mode,
 		      &r->seed, &r->ops, &r->from, &r->to, &r->dev) == 6;
 }
 
