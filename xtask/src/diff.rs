@@ -472,6 +472,7 @@ fn show_divergence(
         d.to
     );
     let mut lines = Vec::new();
+    let mut lossy = Vec::new();
     for variant in [Variant::C, Variant::Rust] {
         let Some(built) = boots.built.iter().find(|b| b.variant == variant) else {
             bail!("no {} kernel to replay on", variant.name());
@@ -489,9 +490,19 @@ fn show_divergence(
             timeout,
             log: ws.logs()?.join(format!("{name}.console.log")),
         })?;
+        if console.text.contains("printk messages dropped") {
+            lossy.push(variant.name());
+        }
         lines.push(replay_lines(&console.text, &d.key));
     }
     let mut text = format!("divergence: {} (replay: {cmdline})", d.key.text());
+    if !lossy.is_empty() {
+        let _ = write!(
+            text,
+            "\n    the console of {} dropped lines: the lines below may not be the first that differ",
+            lossy.join(" and ")
+        );
+    }
     match first_difference(&lines[0], &lines[1]) {
         Some((op, c, rust)) => {
             let op = op.map_or("?".to_string(), |o| o.to_string());
