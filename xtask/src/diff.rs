@@ -546,7 +546,13 @@ pub fn run(args: &DiffArgs) -> Result<()> {
             jobs,
         )?);
     }
-    let cmdline = format!("kunit.filter_glob={SUITE}.* {}", plan.cmdline(base));
+    // A KUnit case may run for 3 x kunit.timeout (it is slow): let the
+    // boot's own timeout be the one that counts.
+    let cmdline = format!(
+        "kunit.filter_glob={SUITE}.* kunit.timeout={} {}",
+        args.timeout,
+        plan.cmdline(base)
+    );
     let mut texts = Vec::new();
     let mut took = Vec::new();
     for b in &built {
