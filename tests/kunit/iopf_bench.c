@@ -88,7 +88,6 @@
 #include <kunit/test.h>
 #include <linux/completion.h>
 #include <linux/iommu.h>
-#include <linux/kthread.h>
 #include <linux/ktime.h>
 #include <linux/moduleparam.h>
 #include <linux/sched.h>
@@ -100,7 +99,7 @@
 #include <trace/events/kmem.h>
 #endif
 
-#include "iopf_mock_iommu.h"
+#include "iopf_harness.h"
 
 static bool iopf_bench_enabled;
 core_param(iopf_bench, iopf_bench_enabled, bool, 0444);
@@ -126,23 +125,7 @@ core_param(iopf_bench, iopf_bench_enabled, bool, 0444);
 		  KUNIT_SUBTEST_INDENT "# iopf_bench: " fmt "\n",	\
 		  ##__VA_ARGS__)
 
-/* What the handler of a bench device does with a group. */
-enum bench_mode {
-	/* iopf_group_response() and iopf_free_group() before returning */
-	BENCH_ANSWER,
-	/* iopf_queue_work(); the work item answers and frees */
-	BENCH_DEFER,
-	/* keep the group in env->kept, answered later by the case */
-	BENCH_KEEP,
-};
-
 struct bench_env;
-
-struct bench_handle {
-	struct iommu_attach_handle handle;
-	struct bench_env *env;
-	enum bench_mode mode;
-};
 
 /* One reporting thread of the concurrent scenario. */
 struct bench_reporter {
@@ -155,7 +138,6 @@ struct bench_reporter {
 	atomic_t inflight;
 	wait_queue_head_t wait;
 	struct completion *go;
-	struct completion done;
 	u64 t_start;
 	u64 t_end;
 	unsigned int errors;
@@ -163,20 +145,17 @@ struct bench_reporter {
 
 struct bench_env {
 	struct kunit *test;
+	struct iopf_h *h;
 	struct iopf_mock_log *log;
-	struct iopf_mock_iommu *mock;
 	struct iopf_queue *queue;
 	unsigned int ndevs;
 	struct device *dev[BENCH_MAX_DEVS];
-	struct bench_handle *h[BENCH_MAX_DEVS];
+	struct iopf_h_handle *hh[BENCH_MAX_DEVS];
 	/* Latency of each last-page request, by the sample index it carries. */
 	u64 *lat;
 	unsigned int nlat;
 	atomic_t answered;
 	struct bench_reporter *reporters;
-	struct iopf_group **kept;
-	unsigned int nkept;
-	unsigned int maxkept;
 };
 
 /* Statistics */
@@ -359,29 +338,25 @@ static void bench_log_acct(struct kunit *test, const char *key,
 
 /* Handlers */
 
-static struct bench_handle *to_bench_handle(struct iommu_attach_handle *h)
-{
-	return container_of(h, struct bench_handle, handle);
-}
-
 /*
- * Answers @group and records its latency. The last-page request carries its
- * report time in private_data[0] and, in private_data[1], the index of its
- * latency sample (low 32 bits) and of its reporter thread (high 32 bits).
+ * The harness's handler answers the groups (in the handler, or in its work
+ * item with IOPF_H_DEFER), and this records the latency of each between the
+ * response and the free. The last-page request carries its report time in
+ * private_data[0] and, in private_data[1], the index of its latency sample
+ * (low 32 bits) and of its reporter thread (high 32 bits).
  */
-static void bench_answer(struct bench_env *env, struct iopf_group *group)
+static void bench_answered(struct iopf_h_handle *hh, struct iopf_group *group)
 {
 	const struct iommu_fault_page_request *prm = &group->last_fault.fault.prm;
+	struct bench_env *env = hh->priv;
 	u64 t0 = prm->private_data[0];
 	u32 idx = lower_32_bits(prm->private_data[1]);
 	u32 reporter = upper_32_bits(prm->private_data[1]);
 	struct bench_reporter *r;
 	int left;
 
-	iopf_group_response(group, IOMMU_PAGE_RESP_SUCCESS);
 	if (idx < env->nlat)
 		env->lat[idx] = ktime_get_ns() - t0;
-	iopf_free_group(group);
 	atomic_inc(&env->answered);
 
 	if (!env->reporters)
@@ -392,53 +367,20 @@ static void bench_answer(struct bench_env *env, struct iopf_group *group)
 		wake_up(&r->wait);
 }
 
-static void bench_work(struct work_struct *work)
-{
-	struct iopf_group *group = container_of(work, struct iopf_group, work);
-
-	bench_answer(to_bench_handle(group->attach_handle)->env, group);
-}
-
-static int bench_handler(struct iopf_group *group)
-{
-	struct bench_handle *h = to_bench_handle(group->attach_handle);
-	struct bench_env *env = h->env;
-
-	switch (h->mode) {
-	case BENCH_ANSWER:
-		bench_answer(env, group);
-		return 0;
-	case BENCH_DEFER:
-		return iopf_queue_work(group, bench_work);
-	case BENCH_KEEP:
-		if (env->nkept >= env->maxkept)
-			return -ENOSPC;
-		env->kept[env->nkept++] = group;
-		return 0;
-	}
-
-	return -EINVAL;
-}
-
 /* Reports */
 
 /*
  * Reports a page request of group @grpid (no PASID) on @dev. @tag goes to
- * private_data[1]; private_data[0] gets the time of the report.
+ * private_data[1] (in place of the harness's tag: the handles act on their
+ * own mode); private_data[0] gets the time of the report.
  */
-static int bench_report(struct device *dev, u32 grpid, bool last, u64 tag)
+static int bench_report(struct bench_env *env, struct device *dev, u32 grpid,
+			bool last, u64 tag)
 {
-	struct iopf_fault evt;
+	struct iopf_fault evt = iopf_h_fault(env->h, 0, false, grpid, last, 0,
+					     0, 0);
 
-	memset(&evt, 0, sizeof(evt));
-	evt.fault.type = IOMMU_FAULT_PAGE_REQ;
-	if (last)
-		evt.fault.prm.flags = IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
-	evt.fault.prm.grpid = grpid;
-	evt.fault.prm.perm = IOMMU_FAULT_PERM_READ | IOMMU_FAULT_PERM_WRITE;
-	evt.fault.prm.addr = (u64)lower_32_bits(tag) << PAGE_SHIFT;
 	evt.fault.prm.private_data[1] = tag;
-	INIT_LIST_HEAD(&evt.list);
 	evt.fault.prm.private_data[0] = ktime_get_ns();
 
 	return iommu_report_device_fault(dev, &evt);
@@ -452,9 +394,9 @@ static u64 *bench_samples_alloc(struct kunit *test, unsigned int n)
 	u64 *s = kvcalloc(max(n, 1U), sizeof(*s), GFP_KERNEL);
 
 	KUNIT_ASSERT_NOT_NULL(test, s);
-	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
-							 bench_kvfree_action,
-							 s), 0);
+	KUNIT_ASSERT_EQ(test,
+			kunit_add_action_or_reset(test, bench_kvfree_action, s),
+			0);
 	return s;
 }
 
@@ -466,79 +408,42 @@ static unsigned int bench_responses(struct bench_env *env)
 
 /* Setup */
 
-KUNIT_DEFINE_ACTION_WRAPPER(bench_queue_free_action, iopf_queue_free,
-			    struct iopf_queue *);
-
-struct bench_member {
-	struct iopf_queue *queue;
-	struct device *dev;
-};
-
-static void bench_remove_action(void *data)
-{
-	struct bench_member *m = data;
-
-	iopf_queue_flush_dev(m->dev);
-	iopf_queue_remove_device(m->queue, m->dev);
-}
-
 /*
  * A mock IOMMU, @ndevs devices each attached (RID) to a domain whose
- * handler acts as @mode, all on one IOPF queue, and room for @nlat latency
- * samples. Released in reverse order when the case ends.
+ * handler (the harness's, without its bookkeeping) acts as @mode, all on
+ * one IOPF queue, and room for @nlat latency samples. Released in reverse
+ * order when the case ends.
  */
 static struct bench_env *bench_setup(struct kunit *test, unsigned int ndevs,
-				     enum bench_mode mode, unsigned int nlat)
+				     enum iopf_h_mode mode, unsigned int nlat)
 {
+	struct iopf_h_opts opts = { .ndevs = ndevs, .log_size = 1 };
 	struct bench_env *env;
 	unsigned int i;
-	int ret;
 
 	KUNIT_ASSERT_LE(test, ndevs, BENCH_MAX_DEVS);
 	env = kunit_kzalloc(test, sizeof(*env), GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, env);
 	env->test = test;
 	atomic_set(&env->answered, 0);
-	env->log = iopf_mock_log_alloc(test, 1);
-	env->mock = iopf_mock_iommu_create(test, 0, env->log);
+	env->h = iopf_h_create(test, &opts);
+	env->log = env->h->log;
+	env->queue = env->h->queue;
 	env->ndevs = ndevs;
-	for (i = 0; i < ndevs; i++)
-		env->dev[i] = iopf_mock_dev_create(test, env->mock);
-
-	env->queue = iopf_queue_alloc("iopf-bench");
-	KUNIT_ASSERT_NOT_NULL(test, env->queue);
-	ret = kunit_add_action_or_reset(test, bench_queue_free_action,
-					env->queue);
-	KUNIT_ASSERT_EQ(test, ret, 0);
-
 	for (i = 0; i < ndevs; i++) {
-		struct iommu_domain *domain;
-		struct bench_handle *h;
+		struct iopf_h_handle *hh;
 
-		h = kunit_kzalloc(test, sizeof(*h), GFP_KERNEL);
-		KUNIT_ASSERT_NOT_NULL(test, h);
-		h->env = env;
-		h->mode = mode;
-		env->h[i] = h;
-		domain = iopf_mock_domain_alloc(test, env->mock,
-						IOMMU_DOMAIN_UNMANAGED,
-						bench_handler);
-		iopf_mock_attach_rid(test, domain, env->dev[i], &h->handle);
+		env->dev[i] = env->h->devs[i].dev;
+		hh = iopf_h_attach_rid(env->h, env->dev[i], mode);
+		hh->record = false;
+		hh->answered = bench_answered;
+		hh->priv = env;
+		env->hh[i] = hh;
 	}
 
 	/* Added after attaching, so removed from the queue before detaching. */
-	for (i = 0; i < ndevs; i++) {
-		struct bench_member *m;
-
-		m = kunit_kzalloc(test, sizeof(*m), GFP_KERNEL);
-		KUNIT_ASSERT_NOT_NULL(test, m);
-		m->queue = env->queue;
-		m->dev = env->dev[i];
-		ret = iopf_queue_add_device(env->queue, env->dev[i]);
-		KUNIT_ASSERT_EQ(test, ret, 0);
-		ret = kunit_add_action_or_reset(test, bench_remove_action, m);
-		KUNIT_ASSERT_EQ(test, ret, 0);
-	}
+	for (i = 0; i < ndevs; i++)
+		iopf_h_add(&env->h->devs[i], env->queue);
 
 	env->nlat = nlat;
 	env->lat = bench_samples_alloc(test, nlat);
@@ -561,8 +466,9 @@ static void bench_reset_samples(struct bench_env *env)
  * page, on @dev; the last-page requests carry sample indexes from 0 on.
  * Returns the number of failed reports.
  */
-static unsigned int bench_groups(struct device *dev, unsigned int k,
-				 unsigned int groups, unsigned int rounds)
+static unsigned int bench_groups(struct bench_env *env, struct device *dev,
+				 unsigned int k, unsigned int groups,
+				 unsigned int rounds)
 {
 	unsigned int r, p, g, errors = 0;
 
@@ -571,7 +477,7 @@ static unsigned int bench_groups(struct device *dev, unsigned int k,
 			bool last = p == k - 1;
 
 			for (g = 0; g < groups; g++)
-				errors += !!bench_report(dev, g, last,
+				errors += !!bench_report(env, dev, g, last,
 							 r * groups + g);
 		}
 		cond_resched();
@@ -590,19 +496,19 @@ static void bench_run_groups(struct kunit *test, const char *key,
 {
 	unsigned int rounds = max(requests / (k * groups), 1U);
 	unsigned int nlast = rounds * groups;
-	struct bench_env *env = bench_setup(test, 1, BENCH_ANSWER, nlast);
+	struct bench_env *env = bench_setup(test, 1, IOPF_H_ANSWER, nlast);
 	struct device *dev = env->dev[0];
 	unsigned int errors, expected = 0;
 	u64 t0, t1;
 
 	/* Warm up caches and slabs, untimed. */
-	errors = bench_groups(dev, k, groups,
+	errors = bench_groups(env, dev, k, groups,
 			      max(BENCH_WARMUP / (k * groups), 1U));
 	expected = bench_responses(env);
 
 	bench_reset_samples(env);
 	t0 = ktime_get_ns();
-	errors += bench_groups(dev, k, groups, rounds);
+	errors += bench_groups(env, dev, k, groups, rounds);
 	t1 = ktime_get_ns();
 	expected += nlast;
 
@@ -613,11 +519,11 @@ static void bench_run_groups(struct kunit *test, const char *key,
 	/* Allocations, in a pass of its own: the probes cost time. */
 	rounds = max(BENCH_WARMUP / (k * groups), 1U);
 	if (bench_acct_start()) {
-		errors += bench_groups(dev, k, groups, rounds);
+		errors += bench_groups(env, dev, k, groups, rounds);
 		bench_acct_stop();
 		bench_log_acct(test, key, "fault", (u64)rounds * groups * k);
 	} else {
-		errors += bench_groups(dev, k, groups, rounds);
+		errors += bench_groups(env, dev, k, groups, rounds);
 	}
 	expected += rounds * groups;
 
@@ -680,7 +586,8 @@ static void iopf_bench_held_partials(struct kunit *test)
 {
 	static const unsigned int counts[] = { 0, 64, 512, BENCH_MAX_HELD };
 	static const enum bench_layout layouts[] = { BENCH_PCIE, BENCH_DISTINCT };
-	struct bench_env *env = bench_setup(test, 1, BENCH_ANSWER, BENCH_PROBES);
+	struct bench_env *env = bench_setup(test, 1, IOPF_H_ANSWER,
+					    BENCH_PROBES);
 	struct device *dev = env->dev[0];
 	unsigned int l, c, i, errors = 0, probes = 0;
 	u64 *hold;
@@ -701,7 +608,7 @@ static void iopf_bench_held_partials(struct kunit *test)
 			for (i = 0; i < n; i++) {
 				u64 t0 = ktime_get_ns();
 
-				errors += !!bench_report(dev,
+				errors += !!bench_report(env, dev,
 						bench_held_grpid(layout, i),
 						false, 0);
 				hold[i] = ktime_get_ns() - t0;
@@ -711,11 +618,11 @@ static void iopf_bench_held_partials(struct kunit *test)
 
 			/* Then time last-page requests of group 0, one by one. */
 			for (i = 0; i < BENCH_PROBE_WARMUP; i++)
-				errors += !!bench_report(dev, 0, true,
+				errors += !!bench_report(env, dev, 0, true,
 							 BENCH_NO_SAMPLE);
 			bench_reset_samples(env);
 			for (i = 0; i < BENCH_PROBES; i++) {
-				errors += !!bench_report(dev, 0, true, i);
+				errors += !!bench_report(env, dev, 0, true, i);
 				if (!(i % 64))
 					cond_resched();
 			}
@@ -749,8 +656,9 @@ static int bench_reporter_fn(void *data)
 		wait_event(r->wait,
 			   atomic_read(&r->inflight) < BENCH_CONC_WINDOW);
 		atomic_inc(&r->inflight);
-		if (bench_report(r->dev, r->grpid_base + i % BENCH_CONC_GRPIDS,
-				 true, tag)) {
+		if (bench_report(r->env, r->dev,
+				 r->grpid_base + i % BENCH_CONC_GRPIDS, true,
+				 tag)) {
 			r->errors++;
 			atomic_dec(&r->inflight);
 		}
@@ -758,7 +666,6 @@ static int bench_reporter_fn(void *data)
 	}
 	wait_event(r->wait, atomic_read(&r->inflight) == 0);
 	r->t_end = ktime_get_ns();
-	complete(&r->done);
 
 	return 0;
 }
@@ -770,9 +677,10 @@ static int bench_reporter_fn(void *data)
 static void bench_run_concurrent(struct kunit *test, struct bench_env *env,
 				 unsigned int nthreads, bool shared)
 {
+	struct iopf_h_threads *threads;
 	struct bench_reporter *r;
 	struct completion go;
-	unsigned int i, started = 0, errors = 0;
+	unsigned int i, errors = 0;
 	unsigned int per = BENCH_CONC_FAULTS / nthreads;
 	unsigned int before = bench_responses(env);
 	u64 t_start = U64_MAX, t_end = 0;
@@ -780,6 +688,8 @@ static void bench_run_concurrent(struct kunit *test, struct bench_env *env,
 
 	r = kunit_kcalloc(test, nthreads, sizeof(*r), GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, r);
+	threads = kunit_kzalloc(test, sizeof(*threads), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, threads);
 	init_completion(&go);
 	for (i = 0; i < nthreads; i++) {
 		r[i].env = env;
@@ -790,35 +700,24 @@ static void bench_run_concurrent(struct kunit *test, struct bench_env *env,
 		r[i].first = i * per;
 		atomic_set(&r[i].inflight, 0);
 		init_waitqueue_head(&r[i].wait);
-		init_completion(&r[i].done);
 		r[i].go = &go;
 	}
 	bench_reset_samples(env);
 	env->reporters = r;
 
-	for (i = 0; i < nthreads; i++) {
-		struct task_struct *task;
-
-		task = kthread_run(bench_reporter_fn, &r[i], "iopf_bench/%u",
-				   i);
-		if (IS_ERR(task))
-			break;
-		started++;
-	}
-	/* No assertion may end the case while reporters run. */
-	if (started < nthreads) {
-		for (i = started; i < nthreads; i++)
-			complete(&r[i].done);
-	}
-	complete_all(&go);
 	for (i = 0; i < nthreads; i++)
-		wait_for_completion(&r[i].done);
+		if (!iopf_h_thread_start(threads, bench_reporter_fn, &r[i],
+					 "iopf_bench/", i))
+			break;
+	/* No assertion may end the case while reporters run. */
+	complete_all(&go);
+	iopf_h_threads_wait(threads);
 	for (i = 0; i < env->ndevs; i++)
 		iopf_queue_flush_dev(env->dev[i]);
 	env->reporters = NULL;
-	KUNIT_ASSERT_EQ(test, started, nthreads);
+	KUNIT_ASSERT_EQ(test, threads->started, nthreads);
 
-	for (i = 0; i < nthreads; i++) {
+	for (i = 0; i < threads->started; i++) {
 		t_start = min(t_start, r[i].t_start);
 		t_end = max(t_end, r[i].t_end);
 		errors += r[i].errors;
@@ -835,7 +734,7 @@ static void bench_run_concurrent(struct kunit *test, struct bench_env *env,
 static void iopf_bench_concurrent(struct kunit *test)
 {
 	static const unsigned int threads[] = { 1, 2, 4 };
-	struct bench_env *env = bench_setup(test, BENCH_MAX_DEVS, BENCH_DEFER,
+	struct bench_env *env = bench_setup(test, BENCH_MAX_DEVS, IOPF_H_DEFER,
 					    BENCH_CONC_FAULTS);
 	unsigned int shared, i;
 
@@ -849,9 +748,9 @@ static void iopf_bench_memory(struct kunit *test)
 	static const enum bench_layout layouts[] = {
 		BENCH_DISTINCT, BENCH_PCIE, BENCH_GROUP64
 	};
-	struct bench_env *env = bench_setup(test, 1, BENCH_KEEP, 0);
+	struct bench_env *env = bench_setup(test, 1, IOPF_H_KEEP, 0);
 	struct device *dev = env->dev[0];
-	unsigned int l, i, errors = 0;
+	unsigned int l, i, kept, errors = 0;
 	char key[80];
 
 	if (!bench_acct_start())
@@ -870,7 +769,7 @@ static void iopf_bench_memory(struct kunit *test)
 	bench_acct_stop();
 	bench_log_acct(test, "scenario=memory what=device", "device", 1);
 	bench_acct_start();
-	errors += !!bench_report(dev, 1, false, 0);
+	errors += !!bench_report(env, dev, 1, false, 0);
 	bench_acct_stop();
 	bench_log_acct(test, "scenario=memory what=first_partial", "partial", 1);
 	iopf_queue_discard_partial(env->queue);
@@ -881,7 +780,7 @@ static void iopf_bench_memory(struct kunit *test)
 			 bench_layout_names[layouts[l]], BENCH_MEM_PARTIALS);
 		bench_acct_start();
 		for (i = 0; i < BENCH_MEM_PARTIALS; i++)
-			errors += !!bench_report(dev,
+			errors += !!bench_report(env, dev,
 						 bench_held_grpid(layouts[l], i),
 						 false, 0);
 		bench_acct_stop();
@@ -889,23 +788,19 @@ static void iopf_bench_memory(struct kunit *test)
 		iopf_queue_discard_partial(env->queue);
 	}
 
-	env->kept = kunit_kcalloc(test, BENCH_MEM_GROUPS, sizeof(*env->kept),
-				  GFP_KERNEL);
-	KUNIT_ASSERT_NOT_NULL(test, env->kept);
-	env->maxkept = BENCH_MEM_GROUPS;
+	KUNIT_ASSERT_EQ(test, iopf_h_nkept(env->hh[0]), 0);
+	env->hh[0]->max_kept = BENCH_MEM_GROUPS;
 	bench_acct_start();
 	for (i = 0; i < BENCH_MEM_GROUPS; i++)
-		errors += !!bench_report(dev, i % BENCH_PCIE_GRPIDS, true, 0);
+		errors += !!bench_report(env, dev, i % BENCH_PCIE_GRPIDS, true,
+					 0);
 	bench_acct_stop();
 	bench_log_acct(test, "scenario=memory what=pending_group", "group",
 		       BENCH_MEM_GROUPS);
-	for (i = 0; i < env->nkept; i++) {
-		iopf_group_response(env->kept[i], IOMMU_PAGE_RESP_SUCCESS);
-		iopf_free_group(env->kept[i]);
-	}
+	kept = iopf_h_answer_kept(env->hh[0], IOMMU_PAGE_RESP_SUCCESS);
 
 	KUNIT_EXPECT_EQ(test, errors, 0);
-	KUNIT_EXPECT_EQ(test, env->nkept, BENCH_MEM_GROUPS);
+	KUNIT_EXPECT_EQ(test, kept, BENCH_MEM_GROUPS);
 	KUNIT_EXPECT_EQ(test, bench_responses(env), BENCH_MEM_GROUPS);
 }
 
@@ -950,4 +845,5 @@ static struct kunit_suite iopf_bench_suite = {
 	.init = iopf_bench_init,
 	.test_cases = iopf_bench_cases,
 };
+
 kunit_test_suite(iopf_bench_suite);

@@ -28,6 +28,7 @@
 #include "iopf_mock_iommu.h"
 
 struct iopf_mock_log {
+	/* protects the counts and entries: responses come from any context */
 	spinlock_t lock;
 	unsigned int count;
 	unsigned int dropped;
@@ -458,16 +459,50 @@ iopf_mock_domain_alloc(struct kunit *test, struct iopf_mock_iommu *mock,
 	return domain;
 }
 
+/**
+ * iopf_mock_attach_handle() - Attach a domain with a handle, untracked
+ * @domain: a domain of the device's mock IOMMU
+ * @dev: a mock device
+ * @pasid: the PASID, or IOMMU_NO_PASID for the RID
+ * @handle: the attach handle, stored on @pasid of the device's group
+ *
+ * For tests that attach and detach more often than the test's resources
+ * should grow: the caller detaches (iopf_mock_detach_handle()) before the
+ * test ends.
+ *
+ * Return: what iommu_attach_group_handle() or iommu_attach_device_pasid()
+ * returned.
+ */
+int iopf_mock_attach_handle(struct iommu_domain *domain, struct device *dev,
+			    ioasid_t pasid, struct iommu_attach_handle *handle)
+{
+	if (pasid == IOMMU_NO_PASID)
+		return iommu_attach_group_handle(domain, dev->iommu_group,
+						 handle);
+	return iommu_attach_device_pasid(domain, dev, pasid, handle);
+}
+
+/**
+ * iopf_mock_detach_handle() - Detach a domain of iopf_mock_attach_handle()
+ * @domain: the domain
+ * @dev: the device
+ * @pasid: the PASID it is attached to, or IOMMU_NO_PASID for the RID
+ */
+void iopf_mock_detach_handle(struct iommu_domain *domain, struct device *dev,
+			     ioasid_t pasid)
+{
+	if (pasid == IOMMU_NO_PASID)
+		iommu_detach_group_handle(domain, dev->iommu_group);
+	else
+		iommu_detach_device_pasid(domain, dev, pasid);
+}
+
 static void iopf_mock_detach_action(void *data)
 {
 	struct iopf_mock_attach *attach = data;
 
-	if (attach->rid)
-		iommu_detach_group_handle(attach->domain,
-					  attach->dev->iommu_group);
-	else
-		iommu_detach_device_pasid(attach->domain, attach->dev,
-					  attach->pasid);
+	iopf_mock_detach_handle(attach->domain, attach->dev,
+				attach->rid ? IOMMU_NO_PASID : attach->pasid);
 }
 
 static struct iopf_mock_attach *
@@ -507,7 +542,7 @@ iopf_mock_attach_rid(struct kunit *test, struct iommu_domain *domain,
 
 	attach = iopf_mock_attach_alloc(test, domain, dev, IOMMU_NO_PASID,
 					true);
-	ret = iommu_attach_group_handle(domain, dev->iommu_group, handle);
+	ret = iopf_mock_attach_handle(domain, dev, IOMMU_NO_PASID, handle);
 	KUNIT_ASSERT_EQ(test, ret, 0);
 	ret = kunit_add_action_or_reset(test, iopf_mock_detach_action, attach);
 	KUNIT_ASSERT_EQ(test, ret, 0);
@@ -537,7 +572,7 @@ iopf_mock_attach_pasid(struct kunit *test, struct iommu_domain *domain,
 	int ret;
 
 	attach = iopf_mock_attach_alloc(test, domain, dev, pasid, false);
-	ret = iommu_attach_device_pasid(domain, dev, pasid, handle);
+	ret = iopf_mock_attach_handle(domain, dev, pasid, handle);
 	KUNIT_ASSERT_EQ(test, ret, 0);
 	ret = kunit_add_action_or_reset(test, iopf_mock_detach_action, attach);
 	KUNIT_ASSERT_EQ(test, ret, 0);

@@ -88,6 +88,10 @@ iopf_mock_attach_pasid(struct kunit *test, struct iommu_domain *domain,
 		       struct device *dev, ioasid_t pasid,
 		       struct iommu_attach_handle *handle);
 void iopf_mock_detach(struct kunit *test, struct iopf_mock_attach *attach);
+int iopf_mock_attach_handle(struct iommu_domain *domain, struct device *dev,
+			    ioasid_t pasid, struct iommu_attach_handle *handle);
+void iopf_mock_detach_handle(struct iommu_domain *domain, struct device *dev,
+			     ioasid_t pasid);
 
 /*
  * A group that its handler kept pending was answered IOMMU_PAGE_RESP_INVALID

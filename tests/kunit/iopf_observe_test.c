@@ -56,6 +56,7 @@ struct obs_counts {
 /* The events of the device under test. */
 struct obs_events {
 	struct device *dev;
+	/* protects n: trace probes run on any CPU */
 	spinlock_t lock;
 	struct obs_counts n;
 };
@@ -657,4 +658,5 @@ static struct kunit_suite iopf_observe_suite = {
 	.name = "iopf_observe",
 	.test_cases = iopf_observe_cases,
 };
+
 kunit_test_suite(iopf_observe_suite);

@@ -4,11 +4,12 @@
  * allocation failures and concurrency, with every response accounted for.
  *
  * Like the iopf suite, it drives only the public API of <linux/iommu.h>
- * through the mock IOMMU, so it runs on io-pgfault.c and on the Rust core.
- * Every request carries a sequence number (prm.private_data[0]); the mock's
- * page_response tap counts the responses per sequence number, so that at
- * the end of each case a request that expected one response and got none is
- * "lost", and any response beyond the expected one is "duplicated".
+ * through the mock IOMMU and the shared test harness (iopf_harness.h), so it
+ * runs on io-pgfault.c and on the Rust core. Every request carries a
+ * sequence number; the harness's page_response tap counts the responses per
+ * sequence number, so that at the end of each case a request that expected
+ * one response and got none is "lost", and any response beyond the expected
+ * one is "duplicated".
  *
  * Each case ends with one diagnostic line that `cargo xtask test` sums:
  *   # iopf_reliability: case=NAME scenarios=N faults=N injected=N lost=N duplicated=N
@@ -20,178 +21,73 @@
  */
 #include <kunit/resource.h>
 #include <kunit/test.h>
-#include <linux/completion.h>
 #include <linux/debugfs.h>
 #include <linux/delay.h>
 #include <linux/iommu.h>
-#include <linux/kthread.h>
 #include <linux/ktime.h>
 #include <linux/mm.h>
 #include <linux/moduleparam.h>
 #include <linux/mutex.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
-#include <linux/spinlock.h>
 #include <linux/vmstat.h>
-#include <linux/workqueue.h>
 
-#include "iopf_mock_iommu.h"
+#include "iopf_harness.h"
 
-#define REL_MAGIC		0x1e1aU
+#define SUITE			"iopf_reliability"
 #define REL_MAX_SEQ		65536
 #define REL_MAX_DEVS		4
 #define REL_PASID		3
-#define REL_MAX_RECORDED	8
 
-/* What the handler does with a group: the low bits of the last request's tag. */
-enum rel_mode {
-	/* answer SUCCESS and free, in the handler */
-	REL_ANSWER,
-	/* iopf_queue_work(); the work item answers SUCCESS and frees */
-	REL_DEFER,
-	/* iopf_group_dequeue(), then a work item of the test answers SUCCESS */
-	REL_HANDOFF,
-	/*
-	 * left pending on the device: answered later by the test, or INVALID
-	 * by iopf_queue_remove_device(); reported under the member lock
-	 */
-	REL_KEEP,
-	/* the handler fails: the core answers FAILURE */
-	REL_FAIL,
-	REL_NR_MODES,
-};
-
-#define REL_MODE_MASK		0xffU
-/* The handler snapshots the group (struct rel_delivery). */
-#define REL_RECORD		BIT(8)
-/* The handler adds the group's partials to rel_ctx.partials_delivered. */
-#define REL_SUM			BIT(9)
-
-/* Acceptable response codes, as a mask of BIT(code). */
-#define REL_OK			BIT(IOMMU_PAGE_RESP_SUCCESS)
-#define REL_INVALID		BIT(IOMMU_PAGE_RESP_INVALID)
-#define REL_FAILURE		BIT(IOMMU_PAGE_RESP_FAILURE)
+/* What the handler does with a group: the mode of the last request's tag. */
+#define REL_ANSWER		IOPF_H_MODE(IOPF_H_ANSWER)
+#define REL_KEEP		IOPF_H_MODE(IOPF_H_KEEP)
+/* The handler snapshots the group (iopf_h::rec_*). */
+#define REL_RECORD		IOPF_H_TAG_RECORD
+/* The handler adds the group's partials to iopf_h::partials_delivered. */
+#define REL_SUM			IOPF_H_TAG_SUM
 
 struct rel_ctx;
 
-struct rel_handle {
-	struct iommu_attach_handle handle;
-	struct rel_dev *rd;
-};
-
+/* A device, and the handles of its RID and of REL_PASID once attached. */
 struct rel_dev {
 	struct rel_ctx *ctx;
+	struct iopf_h_dev *hd;
 	struct device *dev;
-	struct rel_handle rid;
-	struct rel_handle pasid;
-	/* Serialises reports, flush and removal of this device, and kept. */
-	struct mutex member;
-	struct list_head kept;
-	unsigned int nkept;
-	bool on_queue;
+	struct iopf_h_handle *rid;
+	struct iopf_h_handle *pasid;
 	bool remove_action;
-	/* Stress: the device's reporter */
 	unsigned int index;
-	unsigned int errors;
-	struct completion done;
-};
-
-/* A group as the handler saw it. */
-struct rel_delivery {
-	u64 last;
-	size_t fault_count;
-	unsigned int nfaults;
-	u64 seqs[REL_MAX_RECORDED];
 };
 
 struct rel_ctx {
 	struct kunit *test;
-	struct iopf_mock_log *log;
-	struct iopf_mock_iommu *mock;
-	struct iopf_queue *queue;
+	struct iopf_h *h;
 	struct rel_dev devs[REL_MAX_DEVS];
 	unsigned int ndevs;
-
-	/* Per request sequence number; 0 is "not tracked" (the flood). */
-	atomic_t next_seq;
-	atomic_t *got;
-	u8 *expect;
-	u8 *codes_ok;
-	u8 *code;
-	atomic_t untracked;
-	atomic_t mismatched;
-	atomic_t seq_overflow;
-
-	/* Figures of the diagnostic line */
-	u64 faults;
-	unsigned int scenarios;
-	unsigned int injected;
-
-	/* Handler */
-	atomic_t delivered;
-	atomic_t bad_groups;
-	atomic64_t partials_delivered;
-	spinlock_t lock;
-	struct rel_delivery rec;
-	struct list_head handoff;
-	struct work_struct handoff_work;
-	struct workqueue_struct *wq;
 };
 
-/* Requests and accounting */
-
-static u32 rel_tag_magic(const struct iommu_fault *f)
-{
-	return f->prm.private_data[1] >> 32;
-}
-
-static u64 rel_seq(const struct iommu_fault *f)
-{
-	return f->prm.private_data[0];
-}
+/* Requests */
 
 /*
- * A page request tagged @tag (enum rel_mode and flags), expecting @expect
- * responses (0 or 1) whose code is in @codes_ok.
+ * A page request tagged @tag (a mode and IOPF_H_TAG_* flags), expecting
+ * @expect responses (0 or 1) whose code is in @codes_ok.
  */
 static struct iopf_fault rel_fault(struct rel_ctx *ctx, u32 pasid,
 				   bool pasid_valid, u32 grpid, bool last,
-				   unsigned int tag, u8 expect, u8 codes_ok)
+				   u32 tag, u8 expect, u8 codes_ok)
 {
-	struct iopf_fault evt;
-	u64 seq = atomic_inc_return(&ctx->next_seq);
+	struct iopf_fault evt = iopf_h_fault(ctx->h, pasid, pasid_valid, grpid,
+					     last, tag, expect, codes_ok);
 
-	if (seq >= REL_MAX_SEQ) {
-		atomic_inc(&ctx->seq_overflow);
-		seq = 0;
-	} else {
-		ctx->expect[seq] = expect;
-		ctx->codes_ok[seq] = codes_ok;
-	}
-
-	memset(&evt, 0, sizeof(evt));
-	evt.fault.type = IOMMU_FAULT_PAGE_REQ;
-	if (last)
-		evt.fault.prm.flags |= IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE;
-	if (pasid_valid)
-		evt.fault.prm.flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID |
-				       IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID;
-	evt.fault.prm.pasid = pasid;
-	evt.fault.prm.grpid = grpid;
 	evt.fault.prm.perm = IOMMU_FAULT_PERM_READ;
-	evt.fault.prm.addr = (seq + 1) << PAGE_SHIFT;
-	evt.fault.prm.private_data[0] = seq;
-	evt.fault.prm.private_data[1] = (u64)REL_MAGIC << 32 | tag;
-	INIT_LIST_HEAD(&evt.list);
-
 	return evt;
 }
 
 /* A last request answered by the handler with SUCCESS. */
-static struct iopf_fault rel_last(struct rel_ctx *ctx, u32 grpid,
-				  unsigned int tag)
+static struct iopf_fault rel_last(struct rel_ctx *ctx, u32 grpid, u32 tag)
 {
-	return rel_fault(ctx, 0, false, grpid, true, tag, 1, REL_OK);
+	return rel_fault(ctx, 0, false, grpid, true, tag, 1, IOPF_H_OK);
 }
 
 /* A partial request: no response. */
@@ -200,341 +96,90 @@ static struct iopf_fault rel_partial(struct rel_ctx *ctx, u32 grpid)
 	return rel_fault(ctx, 0, false, grpid, false, REL_ANSWER, 0, 0);
 }
 
-static int rel_report(struct rel_ctx *ctx, struct device *dev,
-		      struct iopf_fault *evt)
+/* Kept groups */
+
+static unsigned int rel_nkept(struct rel_dev *rd)
 {
-	ctx->faults++;
-	return iommu_report_device_fault(dev, evt);
+	return (rd->rid ? iopf_h_nkept(rd->rid) : 0) +
+	       (rd->pasid ? iopf_h_nkept(rd->pasid) : 0);
 }
 
-static void rel_tap(void *data, struct device *dev,
-		    const struct iopf_fault *evt,
-		    const struct iommu_page_response *msg)
-{
-	struct rel_ctx *ctx = data;
-	u64 seq;
-
-	if (!evt || rel_tag_magic(&evt->fault) != REL_MAGIC) {
-		atomic_inc(&ctx->untracked);
-		return;
-	}
-	if (msg->pasid != evt->fault.prm.pasid ||
-	    msg->grpid != evt->fault.prm.grpid)
-		atomic_inc(&ctx->mismatched);
-	seq = rel_seq(&evt->fault);
-	if (!seq || seq >= REL_MAX_SEQ) {
-		atomic_inc(&ctx->untracked);
-		return;
-	}
-	WRITE_ONCE(ctx->code[seq], msg->code);
-	atomic_inc(&ctx->got[seq]);
-}
-
-static unsigned int rel_got(struct rel_ctx *ctx, const struct iopf_fault *evt)
-{
-	return atomic_read(&ctx->got[rel_seq(&evt->fault)]);
-}
-
-static u32 rel_code(struct rel_ctx *ctx, const struct iopf_fault *evt)
-{
-	return READ_ONCE(ctx->code[rel_seq(&evt->fault)]);
-}
-
-/* All responses so far. */
-static unsigned long rel_responses(struct rel_ctx *ctx)
-{
-	unsigned long n = atomic_read(&ctx->untracked);
-	unsigned int seq, last = atomic_read(&ctx->next_seq);
-
-	for (seq = 1; seq <= last && seq < REL_MAX_SEQ; seq++)
-		n += atomic_read(&ctx->got[seq]);
-	return n;
-}
-
-static void expect_resp(struct kunit *test, struct rel_ctx *ctx,
-			const struct iopf_fault *evt, unsigned int n, u32 code)
-{
-	KUNIT_EXPECT_EQ_MSG(test, rel_got(ctx, evt), n,
-			    "responses to seq %llu (grpid %u)",
-			    rel_seq(&evt->fault), evt->fault.prm.grpid);
-	if (n && rel_got(ctx, evt))
-		KUNIT_EXPECT_EQ_MSG(test, rel_code(ctx, evt), code,
-				    "response code of seq %llu",
-				    rel_seq(&evt->fault));
-}
-
-/*
- * Counts lost and duplicated responses over every request of the case,
- * prints the case's diagnostic line (with @extra) and expects both to be 0.
- */
-static void rel_account(struct kunit *test, struct rel_ctx *ctx,
-			const char *extra)
-{
-	unsigned int seq, last = atomic_read(&ctx->next_seq);
-	unsigned int lost = 0, dup = 0, wrong = 0;
-
-	for (seq = 1; seq <= last && seq < REL_MAX_SEQ; seq++) {
-		unsigned int got = atomic_read(&ctx->got[seq]);
-
-		if (ctx->expect[seq] && !got)
-			lost++;
-		if (got > ctx->expect[seq])
-			dup += got - ctx->expect[seq];
-		if (got && (ctx->code[seq] >= 8 ||
-			    !(ctx->codes_ok[seq] & BIT(ctx->code[seq]))))
-			wrong++;
-	}
-	dup += atomic_read(&ctx->untracked);
-
-	kunit_log(KERN_INFO, test, KUNIT_SUBTEST_INDENT
-		  "# iopf_reliability: case=%s scenarios=%u faults=%llu injected=%u lost=%u duplicated=%u%s%s\n",
-		  test->name, ctx->scenarios, ctx->faults, ctx->injected, lost,
-		  dup, extra ? " " : "", extra ?: "");
-
-	KUNIT_EXPECT_EQ_MSG(test, lost, 0, "last requests without a response");
-	KUNIT_EXPECT_EQ_MSG(test, dup, 0, "responses beyond one per request");
-	KUNIT_EXPECT_EQ_MSG(test, wrong, 0, "responses with an unexpected code");
-	KUNIT_EXPECT_EQ(test, atomic_read(&ctx->mismatched), 0);
-	KUNIT_EXPECT_EQ(test, atomic_read(&ctx->bad_groups), 0);
-	KUNIT_EXPECT_EQ(test, atomic_read(&ctx->seq_overflow), 0);
-}
-
-/* Fault handler */
-
-/*
- * One grpid and PASID, this suite's requests, partials oldest first, the
- * Last Page flag on the last one only, all counted in fault_count.
- */
-static bool rel_group_ok(struct iopf_group *group)
-{
-	const struct iommu_fault *last = &group->last_fault.fault;
-	struct iopf_fault *iopf;
-	size_t n = 0;
-	u64 prev = 0;
-
-	list_for_each_entry(iopf, &group->faults, list) {
-		const struct iommu_fault *f = &iopf->fault;
-		bool is_last = list_is_last(&iopf->list, &group->faults);
-
-		if (rel_tag_magic(f) != REL_MAGIC ||
-		    f->prm.grpid != last->prm.grpid ||
-		    f->prm.pasid != last->prm.pasid ||
-		    !!(f->prm.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE) != is_last ||
-		    (rel_seq(f) && rel_seq(f) <= prev) ||
-		    (is_last && rel_seq(f) != rel_seq(last)))
-			return false;
-		if (rel_seq(f))
-			prev = rel_seq(f);
-		n++;
-	}
-
-	return n && n == group->fault_count;
-}
-
-static void rel_record(struct rel_ctx *ctx, struct iopf_group *group)
-{
-	struct iopf_fault *iopf;
-	unsigned long flags;
-
-	spin_lock_irqsave(&ctx->lock, flags);
-	ctx->rec.last = rel_seq(&group->last_fault.fault);
-	ctx->rec.fault_count = group->fault_count;
-	ctx->rec.nfaults = 0;
-	list_for_each_entry(iopf, &group->faults, list) {
-		if (ctx->rec.nfaults < REL_MAX_RECORDED)
-			ctx->rec.seqs[ctx->rec.nfaults] = rel_seq(&iopf->fault);
-		ctx->rec.nfaults++;
-	}
-	spin_unlock_irqrestore(&ctx->lock, flags);
-}
-
-static void rel_work(struct work_struct *work)
-{
-	struct iopf_group *group = container_of(work, struct iopf_group, work);
-
-	iopf_group_response(group, IOMMU_PAGE_RESP_SUCCESS);
-	iopf_free_group(group);
-}
-
-static void rel_handoff_work(struct work_struct *work)
-{
-	struct rel_ctx *ctx = container_of(work, struct rel_ctx, handoff_work);
-	struct iopf_group *group;
-	unsigned long flags;
-
-	for (;;) {
-		spin_lock_irqsave(&ctx->lock, flags);
-		group = list_first_entry_or_null(&ctx->handoff,
-						 struct iopf_group, node);
-		if (group)
-			list_del_init(&group->node);
-		spin_unlock_irqrestore(&ctx->lock, flags);
-		if (!group)
-			return;
-		iopf_group_response(group, IOMMU_PAGE_RESP_SUCCESS);
-		iopf_free_group(group);
-	}
-}
-
-static int rel_handler(struct iopf_group *group)
-{
-	struct rel_handle *h = container_of(group->attach_handle,
-					    struct rel_handle, handle);
-	u64 tag = group->last_fault.fault.prm.private_data[1];
-	struct rel_dev *rd = h->rd;
-	struct rel_ctx *ctx = rd->ctx;
-	unsigned long flags;
-
-	atomic_inc(&ctx->delivered);
-	if (!rel_group_ok(group))
-		atomic_inc(&ctx->bad_groups);
-	if (tag & REL_RECORD)
-		rel_record(ctx, group);
-	if (tag & REL_SUM)
-		atomic64_add(group->fault_count - 1, &ctx->partials_delivered);
-
-	switch (tag & REL_MODE_MASK) {
-	case REL_ANSWER:
-		iopf_group_response(group, IOMMU_PAGE_RESP_SUCCESS);
-		iopf_free_group(group);
-		return 0;
-	case REL_DEFER:
-		return iopf_queue_work(group, rel_work);
-	case REL_HANDOFF:
-		iopf_group_dequeue(group);
-		spin_lock_irqsave(&ctx->lock, flags);
-		list_add_tail(&group->node, &ctx->handoff);
-		spin_unlock_irqrestore(&ctx->lock, flags);
-		queue_work(ctx->wq, &ctx->handoff_work);
-		return 0;
-	case REL_KEEP:
-		lockdep_assert_held(&rd->member);
-		list_add_tail(&group->node, &rd->kept);
-		rd->nkept++;
-		return 0;
-	default:
-		return -EIO;
-	}
-}
-
-/* Answers the groups kept pending on @rd. Called with rd->member held. */
+/* Answers the groups kept pending on @rd. Called with its member lock held. */
 static unsigned int rel_answer_kept(struct rel_dev *rd)
 {
-	struct iopf_group *group, *next;
 	unsigned int n = 0;
 
-	lockdep_assert_held(&rd->member);
-	list_for_each_entry_safe(group, next, &rd->kept, node) {
-		list_del_init(&group->node);
-		iopf_group_response(group, IOMMU_PAGE_RESP_SUCCESS);
-		iopf_free_group(group);
-		n++;
-	}
-	rd->nkept = 0;
+	lockdep_assert_held(&rd->hd->member);
+	if (rd->rid)
+		n += iopf_h_answer_kept(rd->rid, IOMMU_PAGE_RESP_SUCCESS);
+	if (rd->pasid)
+		n += iopf_h_answer_kept(rd->pasid, IOMMU_PAGE_RESP_SUCCESS);
 	return n;
 }
 
 /* Setup */
 
-KUNIT_DEFINE_ACTION_WRAPPER(rel_queue_free_action, iopf_queue_free,
-			    struct iopf_queue *);
-KUNIT_DEFINE_ACTION_WRAPPER(rel_kvfree_action, kvfree, const void *);
-KUNIT_DEFINE_ACTION_WRAPPER(rel_destroy_wq_action, destroy_workqueue,
-			    struct workqueue_struct *);
-
-static void *rel_kvcalloc(struct kunit *test, size_t n, size_t size)
+/* @rd is flushed and removed when the test ends (once registered). */
+static void rel_adopt(struct rel_dev *rd)
 {
-	void *p = kvcalloc(n, size, GFP_KERNEL);
-
-	KUNIT_ASSERT_NOT_NULL(test, p);
-	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test, rel_kvfree_action,
-							p), 0);
-	return p;
-}
-
-/* Takes @rd off the queue, as drivers do: flush first, then remove. */
-static void rel_remove(struct rel_dev *rd)
-{
-	struct iopf_group *group, *next;
-
-	lockdep_assert_held(&rd->member);
-	if (!rd->on_queue)
-		return;
-	iopf_queue_flush_dev(rd->dev);
-	iopf_queue_remove_device(rd->ctx->queue, rd->dev);
-	/*
-	 * The removal answered the groups still pending; io-pgfault.c freed
-	 * them, the Rust core leaves them to their handler.
-	 */
-	if (IS_ENABLED(CONFIG_IOMMU_IOPF_RUST)) {
-		list_for_each_entry_safe(group, next, &rd->kept, node) {
-			list_del_init(&group->node);
-			iopf_mock_release_removed_group(group);
-		}
+	if (!rd->remove_action) {
+		rd->remove_action = true;
+		iopf_h_adopt(rd->hd);
 	}
-	INIT_LIST_HEAD(&rd->kept);
-	rd->nkept = 0;
-	rd->on_queue = false;
-}
-
-static void rel_remove_action(void *data)
-{
-	struct rel_dev *rd = data;
-
-	flush_workqueue(rd->ctx->wq);
-	mutex_lock(&rd->member);
-	rel_remove(rd);
-	mutex_unlock(&rd->member);
 }
 
 /* Adds device @i to the queue; it is removed when the test ends. */
 static void rel_add(struct rel_ctx *ctx, unsigned int i)
 {
-	struct kunit *test = ctx->test;
 	struct rel_dev *rd = &ctx->devs[i];
 
-	mutex_lock(&rd->member);
-	KUNIT_EXPECT_EQ(test, iopf_queue_add_device(ctx->queue, rd->dev), 0);
-	rd->on_queue = true;
-	mutex_unlock(&rd->member);
-	if (!rd->remove_action) {
-		rd->remove_action = true;
-		KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
-				rel_remove_action, rd), 0);
-	}
+	mutex_lock(&rd->hd->member);
+	KUNIT_EXPECT_EQ(ctx->test, iopf_h_dev_add(rd->hd, ctx->h->queue), 0);
+	mutex_unlock(&rd->hd->member);
+	rel_adopt(rd);
 }
 
+/* Takes device @i off the queue now, as drivers do: flush, then remove. */
 static void rel_remove_now(struct rel_ctx *ctx, unsigned int i)
 {
 	struct rel_dev *rd = &ctx->devs[i];
 
-	mutex_lock(&rd->member);
-	rel_remove(rd);
-	mutex_unlock(&rd->member);
+	mutex_lock(&rd->hd->member);
+	iopf_h_dev_remove(rd->hd);
+	mutex_unlock(&rd->hd->member);
 }
 
-/* Attaches a domain with the suite's handler to the RID and to REL_PASID. */
+/*
+ * Attaches a domain with the harness's handler to the RID and to REL_PASID;
+ * the handler checks every group, and keeps groups under the member lock.
+ */
 static void rel_attach(struct rel_ctx *ctx, unsigned int i)
 {
-	struct kunit *test = ctx->test;
 	struct rel_dev *rd = &ctx->devs[i];
-	struct iommu_domain *domain;
+	struct iopf_h *h = ctx->h;
 
-	domain = iopf_mock_domain_alloc(test, ctx->mock, IOMMU_DOMAIN_UNMANAGED,
-					rel_handler);
-	iopf_mock_attach_rid(test, domain, rd->dev, &rd->rid.handle);
-	domain = iopf_mock_domain_alloc(test, ctx->mock, IOMMU_DOMAIN_UNMANAGED,
-					rel_handler);
-	iopf_mock_attach_pasid(test, domain, rd->dev, REL_PASID,
-			       &rd->pasid.handle);
+	rd->rid = iopf_h_attach(h, h->mock, rd->dev, IOMMU_NO_PASID,
+				IOMMU_DOMAIN_UNMANAGED, true, IOPF_H_ANSWER);
+	rd->pasid = iopf_h_attach(h, h->mock, rd->dev, REL_PASID,
+				  IOMMU_DOMAIN_UNMANAGED, true, IOPF_H_ANSWER);
+	rd->rid->check_groups = true;
+	rd->pasid->check_groups = true;
+	rd->rid->keep_under_member = true;
+	rd->pasid->keep_under_member = true;
 }
 
 /*
  * A mock IOMMU with @ndevs devices (neither attached nor on the queue yet),
- * a queue, and the accounting.
+ * a queue, the accounting, and a workqueue for handed-off groups.
  */
 static struct rel_ctx *rel_setup(struct kunit *test, unsigned int ndevs)
 {
+	struct iopf_h_opts opts = {
+		.ndevs = ndevs,
+		.log_size = 16,
+		.max_seq = REL_MAX_SEQ,
+		.handoff = true,
+	};
 	struct rel_ctx *ctx;
 	unsigned int i;
 
@@ -543,38 +188,15 @@ static struct rel_ctx *rel_setup(struct kunit *test, unsigned int ndevs)
 	KUNIT_ASSERT_NOT_NULL(test, ctx);
 	ctx->test = test;
 	ctx->ndevs = ndevs;
-	spin_lock_init(&ctx->lock);
-	INIT_LIST_HEAD(&ctx->handoff);
-	INIT_WORK(&ctx->handoff_work, rel_handoff_work);
-	ctx->got = rel_kvcalloc(test, REL_MAX_SEQ, sizeof(*ctx->got));
-	ctx->expect = rel_kvcalloc(test, REL_MAX_SEQ, 1);
-	ctx->codes_ok = rel_kvcalloc(test, REL_MAX_SEQ, 1);
-	ctx->code = rel_kvcalloc(test, REL_MAX_SEQ, 1);
-
-	ctx->wq = alloc_workqueue("iopf_rel", WQ_UNBOUND, 0);
-	KUNIT_ASSERT_NOT_NULL(test, ctx->wq);
-	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
-			rel_destroy_wq_action, ctx->wq), 0);
-
-	ctx->log = iopf_mock_log_alloc(test, 16);
-	ctx->mock = iopf_mock_iommu_create(test, 0, ctx->log);
-	iopf_mock_iommu_set_tap(ctx->mock, rel_tap, ctx);
+	ctx->h = iopf_h_create(test, &opts);
 	for (i = 0; i < ndevs; i++) {
 		struct rel_dev *rd = &ctx->devs[i];
 
 		rd->ctx = ctx;
 		rd->index = i;
-		rd->rid.rd = rd;
-		rd->pasid.rd = rd;
-		mutex_init(&rd->member);
-		INIT_LIST_HEAD(&rd->kept);
-		init_completion(&rd->done);
-		rd->dev = iopf_mock_dev_create(test, ctx->mock);
+		rd->hd = &ctx->h->devs[i];
+		rd->dev = rd->hd->dev;
 	}
-	ctx->queue = iopf_queue_alloc("iopf-rel");
-	KUNIT_ASSERT_NOT_NULL(test, ctx->queue);
-	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
-			rel_queue_free_action, ctx->queue), 0);
 
 	return ctx;
 }
@@ -614,32 +236,30 @@ static void iopf_rel_bad_fault_type(struct kunit *test)
 		/* d1 has no handler. */
 		e = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 0, 0);
 		e.fault.type = types[i];
-		KUNIT_EXPECT_EQ(test, rel_report(ctx, d1, &e), -EINVAL);
-		ctx->scenarios++;
+		iopf_h_report(ctx->h, d1, &e, -EINVAL);
+		ctx->h->scenarios++;
 
 		/* d0 has one: a last request. */
-		e = rel_fault(ctx, 0, false, 2, true, REL_ANSWER, !rust, REL_OK);
+		e = rel_fault(ctx, 0, false, 2, true, REL_ANSWER, !rust, IOPF_H_OK);
 		e.fault.type = types[i];
-		KUNIT_EXPECT_EQ(test, rel_report(ctx, d0, &e),
-				rust ? -EINVAL : 0);
-		expect_resp(test, ctx, &e, !rust, IOMMU_PAGE_RESP_SUCCESS);
-		ctx->scenarios++;
+		iopf_h_report(ctx->h, d0, &e, rust ? -EINVAL : 0);
+		iopf_h_expect_got(test, ctx->h, &e, !rust, IOMMU_PAGE_RESP_SUCCESS);
+		ctx->h->scenarios++;
 
 		/* A partial one, then a real last request of its group. */
 		e = rel_fault(ctx, 0, false, 3, false, REL_ANSWER, 0, 0);
 		e.fault.type = types[i];
-		KUNIT_EXPECT_EQ(test, rel_report(ctx, d0, &e),
-				rust ? -EINVAL : 0);
+		iopf_h_report(ctx->h, d0, &e, rust ? -EINVAL : 0);
 		e = rel_last(ctx, 3, REL_ANSWER | REL_RECORD);
-		KUNIT_EXPECT_EQ(test, rel_report(ctx, d0, &e), 0);
-		expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_SUCCESS);
-		KUNIT_EXPECT_EQ_MSG(test, ctx->rec.fault_count, rust ? 1 : 2,
+		iopf_h_report(ctx->h, d0, &e, 0);
+		iopf_h_expect_got(test, ctx->h, &e, 1, IOMMU_PAGE_RESP_SUCCESS);
+		KUNIT_EXPECT_EQ_MSG(test, ctx->h->rec_fault_count, rust ? 1 : 2,
 				    "%s", rust ? "Rust drops a bad partial" :
 				    "io-pgfault.c holds a bad partial");
-		ctx->scenarios++;
+		ctx->h->scenarios++;
 	}
 
-	rel_account(test, ctx, NULL);
+	iopf_h_account(ctx->h, SUITE, NULL);
 }
 
 /*
@@ -652,19 +272,19 @@ static void iopf_rel_report_unattached(struct kunit *test)
 	struct device *dev = ctx->devs[0].dev;
 	struct iopf_fault e;
 
-	e = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 1, REL_INVALID);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
-	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
-	e = rel_fault(ctx, 0, false, 1, false, REL_ANSWER, 1, REL_INVALID);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
-	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	e = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 1, IOPF_H_INVALID);
+	iopf_h_report(ctx->h, dev, &e, -EINVAL);
+	iopf_h_expect_got(test, ctx->h, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	e = rel_fault(ctx, 0, false, 1, false, REL_ANSWER, 1, IOPF_H_INVALID);
+	iopf_h_report(ctx->h, dev, &e, -EINVAL);
+	iopf_h_expect_got(test, ctx->h, &e, 1, IOMMU_PAGE_RESP_INVALID);
 	e = rel_fault(ctx, REL_PASID, true, 2, true, REL_ANSWER, 1,
-		      REL_INVALID);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
-	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
-	ctx->scenarios = 3;
+		      IOPF_H_INVALID);
+	iopf_h_report(ctx->h, dev, &e, -EINVAL);
+	iopf_h_expect_got(test, ctx->h, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	ctx->h->scenarios = 3;
 
-	rel_account(test, ctx, NULL);
+	iopf_h_account(ctx->h, SUITE, NULL);
 }
 
 /*
@@ -684,20 +304,20 @@ static void iopf_rel_report_no_iommu_group(struct kunit *test)
 
 	rel_attach(ctx, 0);
 	rel_add(ctx, 0);
-	rid = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 1, REL_INVALID);
+	rid = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 1, IOPF_H_INVALID);
 	pasid = rel_fault(ctx, REL_PASID, true, 2, true, REL_ANSWER, 1,
-			  REL_INVALID);
+			  IOPF_H_INVALID);
 	group = dev->iommu_group;
 	dev->iommu_group = NULL;
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &rid), -EINVAL);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &pasid), -EINVAL);
+	iopf_h_report(ctx->h, dev, &rid, -EINVAL);
+	iopf_h_report(ctx->h, dev, &pasid, -EINVAL);
 	dev->iommu_group = group;
-	expect_resp(test, ctx, &rid, 1, IOMMU_PAGE_RESP_INVALID);
-	expect_resp(test, ctx, &pasid, 1, IOMMU_PAGE_RESP_INVALID);
-	KUNIT_EXPECT_EQ(test, atomic_read(&ctx->delivered), 0);
-	ctx->scenarios = 2;
+	iopf_h_expect_got(test, ctx->h, &rid, 1, IOMMU_PAGE_RESP_INVALID);
+	iopf_h_expect_got(test, ctx->h, &pasid, 1, IOMMU_PAGE_RESP_INVALID);
+	KUNIT_EXPECT_EQ(test, atomic_read(&ctx->h->delivered), 0);
+	ctx->h->scenarios = 2;
 
-	rel_account(test, ctx, NULL);
+	iopf_h_account(ctx->h, SUITE, NULL);
 #endif
 }
 
@@ -721,32 +341,32 @@ static void iopf_rel_report_no_fault_data(struct kunit *test)
 	dev = ctx->devs[0].dev;
 	rel_attach(ctx, 0);
 
-	e = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 1, REL_INVALID);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
-	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
-	e = rel_fault(ctx, 0, false, 1, false, REL_ANSWER, 1, REL_INVALID);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
-	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
-	ctx->scenarios++;
+	e = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 1, IOPF_H_INVALID);
+	iopf_h_report(ctx->h, dev, &e, -EINVAL);
+	iopf_h_expect_got(test, ctx->h, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	e = rel_fault(ctx, 0, false, 1, false, REL_ANSWER, 1, IOPF_H_INVALID);
+	iopf_h_report(ctx->h, dev, &e, -EINVAL);
+	iopf_h_expect_got(test, ctx->h, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	ctx->h->scenarios++;
 
 	/* On the queue it works; removed, it is rejected again. */
 	rel_add(ctx, 0);
 	e = rel_partial(ctx, 2);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), 0);
+	iopf_h_report(ctx->h, dev, &e, 0);
 	e = rel_last(ctx, 2, REL_ANSWER);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), 0);
-	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_SUCCESS);
+	iopf_h_report(ctx->h, dev, &e, 0);
+	iopf_h_expect_got(test, ctx->h, &e, 1, IOMMU_PAGE_RESP_SUCCESS);
 	rel_remove_now(ctx, 0);
 	e = rel_fault(ctx, REL_PASID, true, 3, true, REL_ANSWER, 1,
-		      REL_INVALID);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
-	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
-	e = rel_fault(ctx, 0, false, 3, false, REL_ANSWER, 1, REL_INVALID);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &e), -EINVAL);
-	expect_resp(test, ctx, &e, 1, IOMMU_PAGE_RESP_INVALID);
-	ctx->scenarios++;
+		      IOPF_H_INVALID);
+	iopf_h_report(ctx->h, dev, &e, -EINVAL);
+	iopf_h_expect_got(test, ctx->h, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	e = rel_fault(ctx, 0, false, 3, false, REL_ANSWER, 1, IOPF_H_INVALID);
+	iopf_h_report(ctx->h, dev, &e, -EINVAL);
+	iopf_h_expect_got(test, ctx->h, &e, 1, IOMMU_PAGE_RESP_INVALID);
+	ctx->h->scenarios++;
 
-	rel_account(test, ctx, NULL);
+	iopf_h_account(ctx->h, SUITE, NULL);
 }
 
 /*
@@ -768,33 +388,30 @@ static void iopf_rel_remove_wrong_queue(struct kunit *test)
 
 	ctx = rel_setup(test, 1);
 	rd = &ctx->devs[0];
-	other = iopf_queue_alloc("iopf-rel-other");
-	KUNIT_ASSERT_NOT_NULL(test, other);
-	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
-			rel_queue_free_action, other), 0);
+	other = iopf_h_queue_alloc(test, "iopf-rel-other");
 	rel_attach(ctx, 0);
 	rel_add(ctx, 0);
 
-	mutex_lock(&rd->member);
-	kept = rel_fault(ctx, 0, false, 1, true, REL_KEEP, 1, REL_INVALID);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &kept), 0);
+	mutex_lock(&rd->hd->member);
+	kept = rel_fault(ctx, 0, false, 1, true, REL_KEEP, 1, IOPF_H_INVALID);
+	iopf_h_report(ctx->h, rd->dev, &kept, 0);
 	p = rel_partial(ctx, 2);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &p), 0);
+	iopf_h_report(ctx->h, rd->dev, &p, 0);
 	iopf_queue_remove_device(other, rd->dev);
-	KUNIT_EXPECT_EQ(test, rel_responses(ctx), 0);
-	KUNIT_EXPECT_EQ(test, rd->nkept, 1);
-	mutex_unlock(&rd->member);
+	KUNIT_EXPECT_EQ(test, iopf_h_responses(ctx->h), 0);
+	KUNIT_EXPECT_EQ(test, rel_nkept(rd), 1);
+	mutex_unlock(&rd->hd->member);
 
 	l = rel_last(ctx, 2, REL_ANSWER | REL_RECORD);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &l), 0);
-	KUNIT_EXPECT_EQ(test, ctx->rec.fault_count, 2);
-	expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	iopf_h_report(ctx->h, rd->dev, &l, 0);
+	KUNIT_EXPECT_EQ(test, ctx->h->rec_fault_count, 2);
+	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
 
 	rel_remove_now(ctx, 0);
-	expect_resp(test, ctx, &kept, 1, IOMMU_PAGE_RESP_INVALID);
-	ctx->scenarios = 1;
+	iopf_h_expect_got(test, ctx->h, &kept, 1, IOMMU_PAGE_RESP_INVALID);
+	ctx->h->scenarios = 1;
 
-	rel_account(test, ctx, NULL);
+	iopf_h_account(ctx->h, SUITE, NULL);
 }
 
 /*
@@ -815,9 +432,9 @@ static void iopf_rel_flush_after_remove(struct kunit *test)
 	rel_remove_now(ctx, 0);
 	KUNIT_EXPECT_EQ(test, iopf_queue_flush_dev(ctx->devs[0].dev), -ENODEV);
 	KUNIT_EXPECT_EQ(test, iopf_queue_flush_dev(ctx->devs[1].dev), -ENODEV);
-	ctx->scenarios = 2;
+	ctx->h->scenarios = 2;
 
-	rel_account(test, ctx, NULL);
+	iopf_h_account(ctx->h, SUITE, NULL);
 }
 
 /*
@@ -834,18 +451,18 @@ static void iopf_rel_null_queue(struct kunit *test)
 	rel_attach(ctx, 0);
 	rel_add(ctx, 0);
 	p = rel_partial(ctx, 4);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &p), 0);
+	iopf_h_report(ctx->h, dev, &p, 0);
 
 	KUNIT_EXPECT_EQ(test, iopf_queue_discard_partial(NULL), -EINVAL);
 	iopf_queue_free(NULL);
 
 	l = rel_last(ctx, 4, REL_ANSWER | REL_RECORD);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
-	KUNIT_EXPECT_EQ(test, ctx->rec.fault_count, 2);
-	expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
-	ctx->scenarios = 2;
+	iopf_h_report(ctx->h, dev, &l, 0);
+	KUNIT_EXPECT_EQ(test, ctx->h->rec_fault_count, 2);
+	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	ctx->h->scenarios = 2;
 
-	rel_account(test, ctx, NULL);
+	iopf_h_account(ctx->h, SUITE, NULL);
 }
 
 /*
@@ -872,9 +489,9 @@ static void iopf_rel_null_arguments(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, iopf_queue_flush_dev(NULL), -EINVAL);
 	rel_add(ctx, 0);
 	p = rel_partial(ctx, 5);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &p), 0);
+	iopf_h_report(ctx->h, dev, &p, 0);
 	iopf_queue_remove_device(NULL, dev);
-	iopf_queue_remove_device(ctx->queue, NULL);
+	iopf_queue_remove_device(ctx->h->queue, NULL);
 	KUNIT_EXPECT_EQ(test, iommu_report_device_fault(dev, NULL), -EINVAL);
 	KUNIT_EXPECT_EQ(test, iommu_report_device_fault(NULL, &p), -EINVAL);
 	iopf_group_response(NULL, IOMMU_PAGE_RESP_SUCCESS);
@@ -884,11 +501,11 @@ static void iopf_rel_null_arguments(struct kunit *test)
 	/* Still on its queue, with its partial. */
 	KUNIT_EXPECT_EQ(test, iopf_queue_flush_dev(dev), 0);
 	l = rel_last(ctx, 5, REL_ANSWER | REL_RECORD);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
-	KUNIT_EXPECT_EQ(test, ctx->rec.fault_count, 2);
-	ctx->scenarios = 8;
+	iopf_h_report(ctx->h, dev, &l, 0);
+	KUNIT_EXPECT_EQ(test, ctx->h->rec_fault_count, 2);
+	ctx->h->scenarios = 8;
 
-	rel_account(test, ctx, NULL);
+	iopf_h_account(ctx->h, SUITE, NULL);
 }
 
 /*
@@ -903,35 +520,32 @@ static void iopf_rel_add_device_twice(struct kunit *test)
 	struct iopf_fault kept, p, l;
 	struct iopf_queue *other;
 
-	other = iopf_queue_alloc("iopf-rel-other");
-	KUNIT_ASSERT_NOT_NULL(test, other);
-	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
-			rel_queue_free_action, other), 0);
+	other = iopf_h_queue_alloc(test, "iopf-rel-other");
 	rel_attach(ctx, 0);
 	rel_add(ctx, 0);
 
-	mutex_lock(&rd->member);
-	kept = rel_fault(ctx, 0, false, 1, true, REL_KEEP, 1, REL_INVALID);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &kept), 0);
-	mutex_unlock(&rd->member);
+	mutex_lock(&rd->hd->member);
+	kept = rel_fault(ctx, 0, false, 1, true, REL_KEEP, 1, IOPF_H_INVALID);
+	iopf_h_report(ctx->h, rd->dev, &kept, 0);
+	mutex_unlock(&rd->hd->member);
 	p = rel_partial(ctx, 2);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &p), 0);
+	iopf_h_report(ctx->h, rd->dev, &p, 0);
 
-	KUNIT_EXPECT_EQ(test, iopf_queue_add_device(ctx->queue, rd->dev),
+	KUNIT_EXPECT_EQ(test, iopf_queue_add_device(ctx->h->queue, rd->dev),
 			-EBUSY);
 	KUNIT_EXPECT_EQ(test, iopf_queue_add_device(other, rd->dev), -EBUSY);
-	KUNIT_EXPECT_EQ(test, rel_responses(ctx), 0);
+	KUNIT_EXPECT_EQ(test, iopf_h_responses(ctx->h), 0);
 
 	l = rel_last(ctx, 2, REL_ANSWER | REL_RECORD);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &l), 0);
-	KUNIT_EXPECT_EQ(test, ctx->rec.fault_count, 2);
-	expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	iopf_h_report(ctx->h, rd->dev, &l, 0);
+	KUNIT_EXPECT_EQ(test, ctx->h->rec_fault_count, 2);
+	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
 
 	rel_remove_now(ctx, 0);
-	expect_resp(test, ctx, &kept, 1, IOMMU_PAGE_RESP_INVALID);
-	ctx->scenarios = 2;
+	iopf_h_expect_got(test, ctx->h, &kept, 1, IOMMU_PAGE_RESP_INVALID);
+	ctx->h->scenarios = 2;
 
-	rel_account(test, ctx, NULL);
+	iopf_h_account(ctx->h, SUITE, NULL);
 }
 
 /* Cases: a flood of partial requests */
@@ -984,12 +598,13 @@ static void iopf_rel_partial_flood(struct kunit *test)
 
 	evt = rel_fault(ctx, 0, false, 0, false, REL_ANSWER, 0, 0);
 	evt.fault.prm.private_data[0] = 0;	/* not tracked one by one */
-	base = peak = rel_slab_pages();
+	base = rel_slab_pages();
+	peak = base;
 	start = ktime_get();
 	for (i = 0; i < rel_flood; i++) {
 		evt.fault.prm.grpid = i % REL_PRG_INDEXES;
 		evt.fault.prm.addr = (u64)(i + 1) << PAGE_SHIFT;
-		if (rel_report(ctx, dev, &evt))
+		if (iopf_h_report(ctx->h, dev, &evt, IOPF_H_ANY_RET))
 			errors++;
 		if (i % REL_FLOOD_SAMPLE == 0) {
 			pages = rel_slab_pages();
@@ -1000,7 +615,7 @@ static void iopf_rel_partial_flood(struct kunit *test)
 	peak = max(peak, rel_slab_pages());
 	ms = ktime_ms_delta(ktime_get(), start);
 	KUNIT_EXPECT_EQ(test, errors, 0);
-	ctx->scenarios = 1;
+	ctx->h->scenarios = 1;
 
 	probed = rel_is_rust() ? REL_PRG_INDEXES : 1;
 	for (i = 0; i < probed; i++) {
@@ -1012,37 +627,37 @@ static void iopf_rel_partial_flood(struct kunit *test)
 		 */
 		l = rel_fault(ctx, 0, false, i, true,
 			      REL_ANSWER | REL_SUM | REL_RECORD, 1,
-			      REL_OK | REL_INVALID);
-		ctx->rec.last = 0;
-		KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
-		KUNIT_EXPECT_EQ(test, rel_got(ctx, &l), 1);
-		if (rel_code(ctx, &l) == IOMMU_PAGE_RESP_INVALID) {
-			KUNIT_EXPECT_NE(test, ctx->rec.last, rel_seq(&l.fault));
+			      IOPF_H_OK | IOPF_H_INVALID);
+		ctx->h->rec_last = 0;
+		iopf_h_report(ctx->h, dev, &l, 0);
+		KUNIT_EXPECT_EQ(test, iopf_h_got(ctx->h, &l), 1);
+		if (iopf_h_code(ctx->h, &l) == IOMMU_PAGE_RESP_INVALID) {
+			KUNIT_EXPECT_NE(test, ctx->h->rec_last, iopf_h_seq(&l.fault));
 			refused++;
 			continue;
 		}
-		KUNIT_EXPECT_EQ_MSG(test, ctx->rec.fault_count - 1,
+		KUNIT_EXPECT_EQ_MSG(test, ctx->h->rec_fault_count - 1,
 				    (size_t)DIV_ROUND_UP(rel_flood - i,
 							 REL_PRG_INDEXES),
 				    "partials of group %u", i);
 #else
 		l = rel_last(ctx, i, REL_ANSWER | REL_SUM);
-		KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
-		expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+		iopf_h_report(ctx->h, dev, &l, 0);
+		iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
 #endif
 	}
-	held = atomic64_read(&ctx->partials_delivered);
+	held = atomic64_read(&ctx->h->partials_delivered);
 #ifdef CONFIG_IOMMU_IOPF_RUST
 	KUNIT_EXPECT_LE_MSG(test, held, (u64)CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL,
 			    "partials held by one device");
 	KUNIT_EXPECT_GT(test, refused, 0);
 	/* The refusals forgot the losses: a complete group goes through. */
 	l = rel_partial(ctx, 7);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
+	iopf_h_report(ctx->h, dev, &l, 0);
 	l = rel_last(ctx, 7, REL_ANSWER | REL_RECORD);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
-	expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
-	KUNIT_EXPECT_EQ(test, ctx->rec.fault_count, 2);
+	iopf_h_report(ctx->h, dev, &l, 0);
+	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	KUNIT_EXPECT_EQ(test, ctx->h->rec_fault_count, 2);
 #else
 	/* Group index 0 got one request in every REL_PRG_INDEXES. */
 	KUNIT_EXPECT_EQ_MSG(test, held,
@@ -1055,7 +670,7 @@ static void iopf_rel_partial_flood(struct kunit *test)
 		 "flood=%u peak_slab_kb=%lu held=%llu probed_groups=%u refused_groups=%u flood_ms=%llu",
 		 rel_flood, (peak - base) * (PAGE_SIZE / 1024), held, probed,
 		 refused, ms);
-	rel_account(test, ctx, extra);
+	iopf_h_account(ctx->h, SUITE, extra);
 }
 
 /* Cases: allocation failures */
@@ -1120,8 +735,9 @@ static void rel_failslab_arm(struct kunit *test, bool reclaiming)
 	fs->saved_verbose = *fs->verbose;
 	*fs->ignore_gfp_wait = !reclaiming;
 	*fs->verbose = 0;
-	KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
-			rel_failslab_restore, fs), 0);
+	KUNIT_ASSERT_EQ(test,
+			kunit_add_action_or_reset(test, rel_failslab_restore, fs),
+			0);
 #else
 	kunit_skip(test, "needs CONFIG_FAILSLAB and CONFIG_FAULT_INJECTION_DEBUG_FS");
 #endif
@@ -1173,7 +789,7 @@ static bool rel_fail_nth_end(void)
 static void iopf_rel_fail_nth_report(struct kunit *test)
 {
 	/* Rust: a group whose first partial could not be indexed is refused. */
-	const u8 refused = rel_is_rust() ? REL_INVALID : 0;
+	const u8 refused = rel_is_rust() ? IOPF_H_INVALID : 0;
 	unsigned int n, i, enomem = 0, aborted = 0, indexless = 0;
 	struct iopf_fault p[3], l[2], again;
 	struct rel_ctx *ctx;
@@ -1193,20 +809,21 @@ static void iopf_rel_fail_nth_report(struct kunit *test)
 		p[1] = rel_partial(ctx, 1);
 		p[2] = rel_partial(ctx, 2);
 		l[0] = rel_fault(ctx, 0, false, 1, true, REL_ANSWER | REL_RECORD,
-				 1, REL_OK | REL_FAILURE | refused);
+				 1, IOPF_H_OK | IOPF_H_FAILURE | refused);
 		l[1] = rel_fault(ctx, 0, false, 2, true, REL_ANSWER, 1,
-				 REL_OK | REL_FAILURE | refused);
-		ctx->rec.last = 0;
-		atomic_set(&ctx->delivered, 0);
+				 IOPF_H_OK | IOPF_H_FAILURE | refused);
+		ctx->h->rec_last = 0;
+		atomic_set(&ctx->h->delivered, 0);
 
 		rel_fail_nth_begin(n);
 		for (i = 0; i < 3; i++)
-			ret[i] = rel_report(ctx, dev, &p[i]);
-		KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l[0]), 0);
-		KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l[1]), 0);
+			ret[i] = iopf_h_report(ctx->h, dev, &p[i],
+					       IOPF_H_ANY_RET);
+		iopf_h_report(ctx->h, dev, &l[0], 0);
+		iopf_h_report(ctx->h, dev, &l[1], 0);
 		hit = rel_fail_nth_end();
-		ctx->scenarios++;
-		ctx->injected += hit;
+		ctx->h->scenarios++;
+		ctx->h->injected += hit;
 
 		for (i = 0; i < 3; i++) {
 			KUNIT_EXPECT_TRUE_MSG(test, !ret[i] || ret[i] == -ENOMEM,
@@ -1214,44 +831,44 @@ static void iopf_rel_fail_nth_report(struct kunit *test)
 			enomem += ret[i] == -ENOMEM;
 		}
 		/* Group 1: delivered with its held partials, or aborted. */
-		if (ctx->rec.last == rel_seq(&l[0].fault)) {
+		if (ctx->h->rec_last == iopf_h_seq(&l[0].fault)) {
 			u64 want[3];
 			unsigned int k = 0;
 
 			for (i = 0; i < 2; i++)
 				if (!ret[i])
-					want[k++] = rel_seq(&p[i].fault);
-			want[k++] = rel_seq(&l[0].fault);
-			KUNIT_EXPECT_EQ_MSG(test, ctx->rec.nfaults, k, "n=%u", n);
-			for (i = 0; i < min(k, ctx->rec.nfaults); i++)
-				KUNIT_EXPECT_EQ_MSG(test, ctx->rec.seqs[i], want[i],
+					want[k++] = iopf_h_seq(&p[i].fault);
+			want[k++] = iopf_h_seq(&l[0].fault);
+			KUNIT_EXPECT_EQ_MSG(test, ctx->h->rec_nfaults, k, "n=%u", n);
+			for (i = 0; i < min(k, ctx->h->rec_nfaults); i++)
+				KUNIT_EXPECT_EQ_MSG(test, ctx->h->rec_seqs[i], want[i],
 						    "n=%u: fault %u of group 1", n, i);
-			expect_resp(test, ctx, &l[0], 1, IOMMU_PAGE_RESP_SUCCESS);
-		} else if (rel_code(ctx, &l[0]) == IOMMU_PAGE_RESP_INVALID) {
+			iopf_h_expect_got(test, ctx->h, &l[0], 1, IOMMU_PAGE_RESP_SUCCESS);
+		} else if (iopf_h_code(ctx->h, &l[0]) == IOMMU_PAGE_RESP_INVALID) {
 			/* Rust: its first partial could not be indexed. */
 			KUNIT_EXPECT_TRUE_MSG(test, refused, "n=%u", n);
 			indexless++;
 		} else {
-			expect_resp(test, ctx, &l[0], 1, IOMMU_PAGE_RESP_FAILURE);
+			iopf_h_expect_got(test, ctx->h, &l[0], 1, IOMMU_PAGE_RESP_FAILURE);
 			aborted++;
 		}
-		if (rel_code(ctx, &l[1]) == IOMMU_PAGE_RESP_FAILURE)
+		if (iopf_h_code(ctx->h, &l[1]) == IOMMU_PAGE_RESP_FAILURE)
 			aborted++;
-		if (rel_code(ctx, &l[1]) == IOMMU_PAGE_RESP_INVALID)
+		if (iopf_h_code(ctx->h, &l[1]) == IOMMU_PAGE_RESP_INVALID)
 			indexless++;
-		KUNIT_EXPECT_EQ(test, rel_got(ctx, &l[1]), 1);
-		KUNIT_EXPECT_EQ_MSG(test, atomic_read(&ctx->delivered),
-				    2 - (rel_code(ctx, &l[0]) != 0) -
-				    (rel_code(ctx, &l[1]) != 0), "n=%u", n);
+		KUNIT_EXPECT_EQ(test, iopf_h_got(ctx->h, &l[1]), 1);
+		KUNIT_EXPECT_EQ_MSG(test, atomic_read(&ctx->h->delivered),
+				    2 - (iopf_h_code(ctx->h, &l[0]) != 0) -
+				    (iopf_h_code(ctx->h, &l[1]) != 0), "n=%u", n);
 
 		/* Nothing is left held. */
 		for (i = 1; i <= 2; i++) {
 			again = rel_last(ctx, i, REL_ANSWER | REL_RECORD);
-			KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &again), 0);
-			KUNIT_EXPECT_EQ_MSG(test, ctx->rec.nfaults, 1,
+			iopf_h_report(ctx->h, dev, &again, 0);
+			KUNIT_EXPECT_EQ_MSG(test, ctx->h->rec_nfaults, 1,
 					    "n=%u: group %u kept partials", n, i);
-			expect_resp(test, ctx, &again, 1,
-				    IOMMU_PAGE_RESP_SUCCESS);
+			iopf_h_expect_got(test, ctx->h, &again, 1,
+					  IOMMU_PAGE_RESP_SUCCESS);
 		}
 	}
 	KUNIT_EXPECT_FALSE_MSG(test, hit, "more than %u allocations",
@@ -1261,14 +878,14 @@ static void iopf_rel_fail_nth_report(struct kunit *test)
 	KUNIT_EXPECT_GT(test, aborted, 0);
 
 	/* Nothing pending either: the removal answers nothing. */
-	n = rel_responses(ctx);
+	n = iopf_h_responses(ctx->h);
 	rel_remove_now(ctx, 0);
-	KUNIT_EXPECT_EQ(test, rel_responses(ctx), n);
+	KUNIT_EXPECT_EQ(test, iopf_h_responses(ctx->h), n);
 
 	snprintf(extra, sizeof(extra),
 		 "partial_enomem=%u groups_aborted=%u groups_indexless=%u",
 		 enomem, aborted, indexless);
-	rel_account(test, ctx, extra);
+	iopf_h_account(ctx->h, SUITE, extra);
 }
 
 /*
@@ -1297,25 +914,25 @@ static void iopf_rel_index_alloc_no_reclaim(struct kunit *test)
 
 	p = rel_partial(ctx, 1);
 	rel_fail_nth_begin(1);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &p), 0);
+	iopf_h_report(ctx->h, dev, &p, 0);
 	hit = rel_fail_nth_end();
 	KUNIT_EXPECT_TRUE_MSG(test, hit,
 			      "the first partial allocated nothing without reclaim");
-	ctx->injected += hit;
-	l = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 1, REL_INVALID);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
-	expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_INVALID);
-	KUNIT_EXPECT_EQ(test, atomic_read(&ctx->delivered), 0);
+	ctx->h->injected += hit;
+	l = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 1, IOPF_H_INVALID);
+	iopf_h_report(ctx->h, dev, &l, 0);
+	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_INVALID);
+	KUNIT_EXPECT_EQ(test, atomic_read(&ctx->h->delivered), 0);
 
 	p = rel_partial(ctx, 1);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &p), 0);
+	iopf_h_report(ctx->h, dev, &p, 0);
 	l = rel_last(ctx, 1, REL_ANSWER | REL_RECORD);
-	KUNIT_EXPECT_EQ(test, rel_report(ctx, dev, &l), 0);
-	expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
-	KUNIT_EXPECT_EQ(test, ctx->rec.fault_count, 2);
-	ctx->scenarios = 2;
+	iopf_h_report(ctx->h, dev, &l, 0);
+	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	KUNIT_EXPECT_EQ(test, ctx->h->rec_fault_count, 2);
+	ctx->h->scenarios = 2;
 
-	rel_account(test, ctx, NULL);
+	iopf_h_account(ctx->h, SUITE, NULL);
 #endif
 }
 
@@ -1340,36 +957,32 @@ static void iopf_rel_fail_nth_add_device(struct kunit *test)
 	rel_attach(ctx, 0);
 
 	for (n = 1; hit && n <= REL_FAIL_NTH_MAX; n++) {
-		mutex_lock(&rd->member);
+		mutex_lock(&rd->hd->member);
 		rel_fail_nth_begin(n);
-		ret = iopf_queue_add_device(ctx->queue, rd->dev);
+		ret = iopf_queue_add_device(ctx->h->queue, rd->dev);
 		hit = rel_fail_nth_end();
-		mutex_unlock(&rd->member);
-		ctx->scenarios++;
-		ctx->injected += hit;
+		mutex_unlock(&rd->hd->member);
+		ctx->h->scenarios++;
+		ctx->h->injected += hit;
 		KUNIT_EXPECT_TRUE_MSG(test, !ret || ret == -ENOMEM,
 				      "n=%u: %d", n, ret);
 		if (ret == -ENOMEM) {
 			enomem++;
 			rel_add(ctx, 0);
 		} else {
-			rd->on_queue = true;
-			if (!rd->remove_action) {
-				rd->remove_action = true;
-				KUNIT_ASSERT_EQ(test, kunit_add_action_or_reset(test,
-						rel_remove_action, rd), 0);
-			}
+			rd->hd->queue = ctx->h->queue;
+			rel_adopt(rd);
 		}
 		l = rel_last(ctx, n, REL_ANSWER);
-		KUNIT_EXPECT_EQ(test, rel_report(ctx, rd->dev, &l), 0);
-		expect_resp(test, ctx, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+		iopf_h_report(ctx->h, rd->dev, &l, 0);
+		iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
 		rel_remove_now(ctx, 0);
 	}
 	KUNIT_EXPECT_FALSE(test, hit);
 	KUNIT_EXPECT_GT(test, enomem, 0);
 
 	snprintf(extra, sizeof(extra), "add_enomem=%u", enomem);
-	rel_account(test, ctx, extra);
+	iopf_h_account(ctx->h, SUITE, extra);
 }
 
 /* Cases: concurrency */
@@ -1382,25 +995,23 @@ struct rel_stress {
 	struct rel_ctx *ctx;
 	atomic_t stop;
 	unsigned int flushes, discards, cycles, late_answers, errors;
-	/* One per helper thread, in the order they are started. */
-	struct completion done[4];
 };
 
 /* The mode of group @g of device @i: every mode, in a scattered order. */
-static unsigned int rel_stress_mode(unsigned int i, unsigned int g)
+static enum iopf_h_mode rel_stress_mode(unsigned int i, unsigned int g)
 {
-	return (g * 7 + i * 3 + g / 5) % REL_NR_MODES;
+	return (g * 7 + i * 3 + g / 5) % IOPF_H_NR_MODES;
 }
 
-static u8 rel_stress_codes(unsigned int mode)
+static u8 rel_stress_codes(enum iopf_h_mode mode)
 {
 	switch (mode) {
-	case REL_KEEP:
-		return REL_OK | REL_INVALID;
-	case REL_FAIL:
-		return REL_FAILURE;
+	case IOPF_H_KEEP:
+		return IOPF_H_OK | IOPF_H_INVALID;
+	case IOPF_H_FAIL:
+		return IOPF_H_FAILURE;
 	default:
-		return REL_OK;
+		return IOPF_H_OK;
 	}
 }
 
@@ -1417,26 +1028,26 @@ static int rel_reporter_fn(void *data)
 	unsigned int g, k;
 
 	for (g = 0; g < REL_STRESS_GROUPS; g++) {
-		unsigned int mode = rel_stress_mode(rd->index, g);
+		enum iopf_h_mode mode = rel_stress_mode(rd->index, g);
 		u32 grpid = g % REL_STRESS_GRPIDS;
 		bool pv = g & 1;
 		u32 pasid = pv ? REL_PASID : 0;
 		struct iopf_fault evt;
 
-		mutex_lock(&rd->member);
+		mutex_lock(&rd->hd->member);
 		for (k = 0; k < g % 4; k++) {
-			evt = rel_fault(ctx, pasid, pv, grpid, false, mode, 0, 0);
+			evt = rel_fault(ctx, pasid, pv, grpid, false,
+					IOPF_H_MODE(mode), 0, 0);
 			if (iommu_report_device_fault(rd->dev, &evt))
-				rd->errors++;
+				rd->hd->errors++;
 		}
-		evt = rel_fault(ctx, pasid, pv, grpid, true, mode, 1,
+		evt = rel_fault(ctx, pasid, pv, grpid, true, IOPF_H_MODE(mode), 1,
 				rel_stress_codes(mode));
 		if (iommu_report_device_fault(rd->dev, &evt))
-			rd->errors++;
-		mutex_unlock(&rd->member);
+			rd->hd->errors++;
+		mutex_unlock(&rd->hd->member);
 		cond_resched();
 	}
-	complete(&rd->done);
 	return 0;
 }
 
@@ -1449,14 +1060,13 @@ static int rel_flusher_fn(void *data)
 	while (!atomic_read(&s->stop)) {
 		struct rel_dev *rd = &ctx->devs[i++ % ctx->ndevs];
 
-		mutex_lock(&rd->member);
+		mutex_lock(&rd->hd->member);
 		if (iopf_queue_flush_dev(rd->dev))
 			s->errors++;
-		mutex_unlock(&rd->member);
+		mutex_unlock(&rd->hd->member);
 		s->flushes++;
 		usleep_range(200, 400);
 	}
-	complete(&s->done[0]);
 	return 0;
 }
 
@@ -1465,12 +1075,11 @@ static int rel_discarder_fn(void *data)
 	struct rel_stress *s = data;
 
 	while (!atomic_read(&s->stop)) {
-		if (iopf_queue_discard_partial(s->ctx->queue))
+		if (iopf_queue_discard_partial(s->ctx->h->queue))
 			s->errors++;
 		s->discards++;
 		usleep_range(100, 300);
 	}
-	complete(&s->done[1]);
 	return 0;
 }
 
@@ -1484,12 +1093,11 @@ static int rel_answerer_fn(void *data)
 	while (!atomic_read(&s->stop)) {
 		struct rel_dev *rd = &ctx->devs[i++ % ctx->ndevs];
 
-		mutex_lock(&rd->member);
+		mutex_lock(&rd->hd->member);
 		s->late_answers += rel_answer_kept(rd);
-		mutex_unlock(&rd->member);
+		mutex_unlock(&rd->hd->member);
 		usleep_range(500, 1000);
 	}
-	complete(&s->done[3]);
 	return 0;
 }
 
@@ -1502,16 +1110,13 @@ static int rel_cycler_fn(void *data)
 	while (!atomic_read(&s->stop)) {
 		struct rel_dev *rd = &ctx->devs[s->cycles++ % ctx->ndevs];
 
-		mutex_lock(&rd->member);
-		rel_remove(rd);
-		if (iopf_queue_add_device(ctx->queue, rd->dev))
+		mutex_lock(&rd->hd->member);
+		iopf_h_dev_remove(rd->hd);
+		if (iopf_h_dev_add(rd->hd, ctx->h->queue))
 			s->errors++;
-		else
-			rd->on_queue = true;
-		mutex_unlock(&rd->member);
+		mutex_unlock(&rd->hd->member);
 		usleep_range(1000, 2000);
 	}
-	complete(&s->done[2]);
 	return 0;
 }
 
@@ -1526,10 +1131,10 @@ static int rel_cycler_fn(void *data)
 static void iopf_rel_stress(struct kunit *test)
 {
 	struct rel_ctx *ctx = rel_setup(test, REL_STRESS_DEVS);
-	unsigned int i, g, started = 0, helpers = 0, errors = 0;
+	struct iopf_h_threads *helpers, *reporters;
+	unsigned int i, g, errors = 0;
 	unsigned long before;
 	struct rel_stress *s;
-	struct task_struct *t;
 	struct iopf_fault l;
 	char extra[160];
 	u64 ms;
@@ -1537,15 +1142,14 @@ static void iopf_rel_stress(struct kunit *test)
 	int (*const helper_fn[])(void *data) = {
 		rel_flusher_fn, rel_discarder_fn, rel_cycler_fn, rel_answerer_fn,
 	};
-	static const char *const helper_name[] = {
-		"flush", "discard", "cycle", "answer",
-	};
 
 	s = kunit_kzalloc(test, sizeof(*s), GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, s);
+	helpers = kunit_kzalloc(test, sizeof(*helpers), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, helpers);
+	reporters = kunit_kzalloc(test, sizeof(*reporters), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, reporters);
 	s->ctx = ctx;
-	for (i = 0; i < ARRAY_SIZE(s->done); i++)
-		init_completion(&s->done[i]);
 
 	for (i = 0; i < REL_STRESS_DEVS; i++)
 		rel_attach(ctx, i);
@@ -1553,43 +1157,36 @@ static void iopf_rel_stress(struct kunit *test)
 		rel_add(ctx, i);
 
 	start = ktime_get();
-	for (i = 0; i < ARRAY_SIZE(helper_fn); i++) {
-		t = kthread_run(helper_fn[i], s, "iopf_rel_%s", helper_name[i]);
-		if (IS_ERR(t))
+	for (i = 0; i < ARRAY_SIZE(helper_fn); i++)
+		if (!iopf_h_thread_start(helpers, helper_fn[i], s,
+					 "iopf_rel_helper", i))
 			break;
-		helpers++;
-	}
-	for (i = 0; i < REL_STRESS_DEVS; i++) {
-		t = kthread_run(rel_reporter_fn, &ctx->devs[i], "iopf_rel_rep%u",
-				i);
-		if (IS_ERR(t))
+	for (i = 0; i < REL_STRESS_DEVS; i++)
+		if (!iopf_h_thread_start(reporters, rel_reporter_fn,
+					 &ctx->devs[i], "iopf_rel_rep", i))
 			break;
-		started++;
-	}
 	/* No assertion may end the test while the threads run. */
-	for (i = 0; i < started; i++)
-		wait_for_completion(&ctx->devs[i].done);
+	iopf_h_threads_wait(reporters);
 	atomic_set(&s->stop, 1);
-	for (i = 0; i < helpers; i++)
-		wait_for_completion(&s->done[i]);
+	iopf_h_threads_wait(helpers);
 	ms = ktime_ms_delta(ktime_get(), start);
-	KUNIT_ASSERT_EQ(test, started, REL_STRESS_DEVS);
-	KUNIT_ASSERT_EQ(test, helpers, ARRAY_SIZE(helper_fn));
+	KUNIT_ASSERT_EQ(test, reporters->started, REL_STRESS_DEVS);
+	KUNIT_ASSERT_EQ(test, helpers->started, ARRAY_SIZE(helper_fn));
 
 	/* Drain: handed-off groups, deferred work, kept groups. */
-	flush_workqueue(ctx->wq);
+	flush_workqueue(ctx->h->wq);
 	for (i = 0; i < REL_STRESS_DEVS; i++) {
 		struct rel_dev *rd = &ctx->devs[i];
 
-		mutex_lock(&rd->member);
-		KUNIT_EXPECT_TRUE(test, rd->on_queue);
+		mutex_lock(&rd->hd->member);
+		KUNIT_EXPECT_TRUE(test, rd->hd->queue);
 		KUNIT_EXPECT_EQ(test, iopf_queue_flush_dev(rd->dev), 0);
 		s->late_answers += rel_answer_kept(rd);
-		mutex_unlock(&rd->member);
-		errors += rd->errors;
+		mutex_unlock(&rd->hd->member);
+		errors += rd->hd->errors;
 	}
-	ctx->faults = atomic_read(&ctx->next_seq);
-	ctx->scenarios = REL_STRESS_DEVS * REL_STRESS_GROUPS;
+	ctx->h->faults = atomic_read(&ctx->h->next_seq);
+	ctx->h->scenarios = REL_STRESS_DEVS * REL_STRESS_GROUPS;
 	KUNIT_EXPECT_EQ(test, errors, 0);
 	KUNIT_EXPECT_EQ(test, s->errors, 0);
 
@@ -1597,24 +1194,23 @@ static void iopf_rel_stress(struct kunit *test)
 	for (i = 0; i < REL_STRESS_DEVS; i++) {
 		for (g = 0; g < REL_STRESS_GRPIDS; g++) {
 			l = rel_last(ctx, g, REL_ANSWER | REL_SUM);
-			KUNIT_EXPECT_EQ(test, rel_report(ctx, ctx->devs[i].dev,
-							 &l), 0);
+			iopf_h_report(ctx->h, ctx->devs[i].dev, &l, 0);
 		}
 	}
-	KUNIT_EXPECT_EQ_MSG(test, atomic64_read(&ctx->partials_delivered), 0,
+	KUNIT_EXPECT_EQ_MSG(test, atomic64_read(&ctx->h->partials_delivered), 0,
 			    "partials left held after the stress");
 
 	/* Nothing pending: the removals answer nothing. */
-	before = rel_responses(ctx);
+	before = iopf_h_responses(ctx->h);
 	for (i = 0; i < REL_STRESS_DEVS; i++)
 		rel_remove_now(ctx, i);
-	KUNIT_EXPECT_EQ_MSG(test, rel_responses(ctx), before,
+	KUNIT_EXPECT_EQ_MSG(test, iopf_h_responses(ctx->h), before,
 			    "groups left pending after the stress");
 
 	snprintf(extra, sizeof(extra),
 		 "flushes=%u discards=%u cycles=%u late_answers=%u stress_ms=%llu",
 		 s->flushes, s->discards, s->cycles, s->late_answers, ms);
-	rel_account(test, ctx, extra);
+	iopf_h_account(ctx->h, SUITE, extra);
 }
 
 /* Suite */
@@ -1641,4 +1237,5 @@ static struct kunit_suite iopf_rel_suite = {
 	.name = "iopf_reliability",
 	.test_cases = iopf_rel_cases,
 };
+
 kunit_test_suite(iopf_rel_suite);

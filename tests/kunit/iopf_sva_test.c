@@ -383,4 +383,5 @@ static struct kunit_suite iopf_sva_test_suite = {
 	.init = iopf_sva_test_init,
 	.test_cases = iopf_sva_test_cases,
 };
+
 kunit_test_suite(iopf_sva_test_suite);

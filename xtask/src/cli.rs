@@ -40,6 +40,9 @@ pub enum Command {
     /// check that `git am` applies it to the pristine tree and gives the
     /// overlay's tree, and run checkpatch on it.
     Patch(PatchArgs),
+    /// The long differential run: the same random streams of IOPF
+    /// operations through both non-debug kernels, their logs compared.
+    Diff(DiffArgs),
 }
 
 #[derive(Args)]
@@ -279,6 +282,24 @@ pub struct PatchArgs {
     /// Parallel make jobs for --check-bisect (default: number of CPUs).
     #[arg(long, short)]
     pub jobs: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Sequential operations per kernel (a tenth more run concurrently).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub ops: u64,
+    /// Operations per sequential stream (seed).
+    #[arg(long, default_value_t = 100_000)]
+    pub stream_ops: u64,
+    /// The base of the seeds (default: a new one, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Seconds one kernel's boot may take.
+    #[arg(long, default_value_t = 14_400)]
+    pub timeout: u64,
 }
 
 fn variants_or_all(chosen: &[Variant]) -> Vec<Variant> {

@@ -12,6 +12,7 @@
 //! - `bench`   the IOPF path of both variants, measured on non-debug kernels;
 //! - `e2e`     a QEMU PCIe device faults through the Intel VT-d driver;
 //! - `patch`   the patch series: `git format-patch`, checked with `git am` and checkpatch.
+//! - `diff`    the long differential run: random streams through both kernels.
 
 mod bad_input;
 mod bench;
@@ -19,6 +20,7 @@ mod checkpatch;
 mod checks;
 mod cli;
 mod demo;
+mod diff;
 mod e2e;
 mod initramfs;
 mod kconfig;
@@ -69,5 +71,6 @@ fn main() -> Result<()> {
         cli::Command::Profile(args) => profile::run(&args),
         cli::Command::E2e(args) => e2e::command(&args),
         cli::Command::Patch(args) => series::command(&args),
+        cli::Command::Diff(args) => diff::run(&args),
     }
 }

@@ -5,7 +5,9 @@
 //! Each case of the suite prints
 //! `# iopf_reliability: case=NAME scenarios=N faults=N injected=N lost=N duplicated=N ...`;
 //! the summary sums them over every kernel booted, with the sanitizer
-//! reports found on their consoles.
+//! reports found on their consoles, and ends with the figures of the
+//! differential test (`diff.rs`): its operations per kernel, its seeds and
+//! the divergences between the kernels.
 
 use std::time::Duration;
 
@@ -91,6 +93,19 @@ pub struct Figures {
     /// Sanitizer and checker reports (KASAN, UBSAN, KCSAN, lockdep,
     /// kmemleak, debugobjects, WARNING...) that count against the run.
     pub sanitizer_reports: u64,
+    /// The differential test's figures, once its kernels are compared.
+    pub diff: Option<DiffFigures>,
+}
+
+/// The differential test in the summary line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DiffFigures {
+    /// Operations each kernel ran (the fewest, if they differ).
+    pub ops: u64,
+    /// Streams' seeds each kernel ran.
+    pub seeds: u64,
+    /// Streams whose logs differ between the kernels (None: one kernel).
+    pub divergences: Option<u64>,
 }
 
 impl Figures {
@@ -128,6 +143,7 @@ impl Figures {
             lost: self.lost + o.lost,
             duplicated: self.duplicated + o.duplicated,
             sanitizer_reports: self.sanitizer_reports + o.sanitizer_reports,
+            diff: self.diff.or(o.diff),
         }
     }
 
@@ -138,9 +154,22 @@ impl Figures {
 
     /// The summary line, naming the kernels it covers.
     pub fn line(&self, kernels: &[String]) -> String {
+        let diff = match self.diff {
+            Some(DiffFigures {
+                ops,
+                seeds,
+                divergences: Some(d),
+            }) => format!(
+                ", {ops} differential operations per kernel over {seeds} seeds, {d} divergences"
+            ),
+            Some(DiffFigures { ops, seeds, .. }) => format!(
+                ", {ops} differential operations over {seeds} seeds, not compared (one kernel)"
+            ),
+            None => String::new(),
+        };
         format!(
             "reliability ({}): {} scenarios in {} cases, {} faults reported, {} allocation failures injected, \
-             {} responses lost, {} duplicated responses, {} sanitizer reports",
+             {} responses lost, {} duplicated responses, {} sanitizer reports{diff}",
             kernels.join(" "),
             self.scenarios,
             self.cases,
@@ -314,6 +343,7 @@ mod tests {
                 lost: 1,
                 duplicated: 2,
                 sanitizer_reports: 0,
+                diff: None,
             }
         );
         assert!(!f.clean());
@@ -342,6 +372,28 @@ mod tests {
              0 responses lost, 0 duplicated responses, 0 sanitizer reports"
         );
         assert_eq!(f.add(f).faults, 14);
+    }
+
+    #[test]
+    fn the_summary_line_ends_with_the_differential_figures() {
+        let mut f = Figures {
+            diff: Some(DiffFigures {
+                ops: 110_120,
+                seeds: 11,
+                divergences: Some(0),
+            }),
+            ..Default::default()
+        };
+        assert!(f.line(&["c".into(), "rust".into()]).ends_with(
+            "0 sanitizer reports, 110120 differential operations per kernel over 11 seeds, 0 divergences"
+        ));
+        f.diff = Some(DiffFigures {
+            divergences: None,
+            ..f.diff.unwrap()
+        });
+        assert!(f
+            .line(&["rust".into()])
+            .ends_with("over 11 seeds, not compared (one kernel)"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use anyhow::{bail, Result};
 use crate::bad_input;
 use crate::checks;
 use crate::cli::{Arch, RunArgs, TestArgs, Variant};
+use crate::diff;
 use crate::initramfs;
 use crate::kernel::{self, Built};
 use crate::ktap::{self, Counts, Outcome, Report};
@@ -35,6 +36,7 @@ const EXPECTED_SUITES: &[(&str, &[Variant])] = &[
     // The kernel crate's doc examples (CONFIG_RUST_KERNEL_DOCTESTS).
     ("rust_doctests_kernel", &[Variant::C, Variant::Rust]),
     (reliability::SUITE, &[Variant::C, Variant::Rust]),
+    (diff::SUITE, &[Variant::C, Variant::Rust]),
 ];
 
 /// Whether `variant` must run `suite`.
@@ -201,10 +203,20 @@ pub fn test(args: &TestArgs) -> Result<()> {
     } else {
         eprintln!("==> the kernel's build checkers: not run (they check the Rust kernel's tree)");
     }
+    // The same streams on both kernels, new ones on every run.
+    let diff_seed = diff::base_seed()?;
+    eprintln!(
+        "==> differential streams: base seed {diff_seed} (set {} to run them again)",
+        diff::SEED_ENV
+    );
     let mut runs = Vec::new();
     for b in &built {
         let scan = test_initrd(&ws, b)?;
-        let cmdline = reliability::cmdline(scan.is_some());
+        let cmdline = format!(
+            "{} {}",
+            reliability::cmdline(scan.is_some()),
+            diff::TEST_PLAN.cmdline(diff_seed)
+        );
         runs.push(boot_and_judge(
             &ws,
             b.clone(),
@@ -292,11 +304,24 @@ pub fn test(args: &TestArgs) -> Result<()> {
         );
         total = add(total, c);
     }
-    let reliability = runs
+    let comparison = diff::check(
+        &ws,
+        &diff::Boots {
+            built: &built,
+            consoles: runs
+                .iter()
+                .map(|r| (r.variant, r.console.text.as_str()))
+                .collect(),
+        },
+        &diff::TEST_PLAN,
+        Duration::from_secs(args.timeout),
+    )?;
+    let mut reliability = runs
         .iter()
         .map(|r| reliability::debug_figures(&r.console.text))
         .chain(kcsan.iter().map(|r| r.figures))
         .fold(reliability::Figures::default(), reliability::Figures::add);
+    reliability.diff = Some(comparison.figures());
     let kernels: Vec<String> = runs
         .iter()
         .map(|r| r.variant.name().to_string())
@@ -323,12 +348,18 @@ pub fn test(args: &TestArgs) -> Result<()> {
     if !checks.is_empty() {
         print!("{}", checks::render(&checks));
     }
+    for p in &comparison.problems {
+        println!("  PROBLEM [differential]: {p}");
+    }
     reliability::check_kcsan(&kcsan)?;
     if kunit_py == Some(false) {
         bail!("kunit.py exec failed: see above");
     }
     if checks.iter().any(|c| !c.clean()) {
         bail!("the kernel's checkers found problems: see above");
+    }
+    if !comparison.problems.is_empty() {
+        bail!("differential test: the kernels diverged, or a stream did what its model did not expect");
     }
     if !reliability.clean() {
         bail!("responses lost or duplicated, or sanitizer reports: see above");
