@@ -21,17 +21,16 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{Arch, BenchArgs, Variant};
+use crate::judge::{self, Judged, Machine, Rules, Want};
 use crate::kernel::{self, Built, Profile};
 use crate::ktap;
 use crate::observe_cost;
 use crate::paths::Workspace;
-use crate::qemu::{self, Boot};
-use crate::splat;
+use crate::qemu::Boot;
 use crate::toolchain;
 
-/// Marks a bench line on the console.
-const MARK: &str = "# iopf_bench: ";
-/// The suite, and the command line that makes it run (and only it).
+/// The suite, which marks its lines `# iopf_bench: `, and the command line
+/// that makes it run (and only it).
 const SUITE: &str = "iopf_bench";
 const CMDLINE: &str = "iopf_bench=1 kunit.filter_glob=iopf_bench";
 /// QEMU arguments of the instruction-count boots: with `shift=0` the guest
@@ -81,16 +80,15 @@ impl Record {
 /// Parses one console line; `None` if it is not a well-formed bench line.
 /// Anything before the marker (printk prefix, KTAP indentation) is ignored.
 pub fn parse_line(line: &str) -> Option<Record> {
-    let rest = &line[line.find(MARK)? + MARK.len()..];
+    let fields = ktap::Fields::parse(ktap::marked(line, SUITE)?);
+    if !fields.strict() {
+        return None;
+    }
     let mut scenario = None;
     let mut metric = None;
     let mut params = Vec::new();
     let mut values = Vec::new();
-    for token in rest.split_whitespace() {
-        let (k, v) = token.split_once('=')?;
-        if k.is_empty() || v.is_empty() {
-            return None;
-        }
+    for (k, v) in fields.pairs {
         match (k, &scenario, &metric) {
             ("scenario", None, None) => scenario = Some(v.to_string()),
             ("metric", Some(_), None) => metric = Some(v.to_string()),
@@ -352,32 +350,20 @@ pub fn csv(table: &Table) -> String {
     out
 }
 
-/// Checks one boot: it ended, no splat, the suite ran and every case passed
-/// (a skipped case means the command line did not reach the kernel), and the
-/// kernel is the variant it should be.
-fn check(text: &str, timed_out: bool, variant: Variant, records: &[Record]) -> Result<()> {
-    if timed_out {
-        bail!("timed out");
+/// What a bench boot must show: no kernel report, and the suite ran with
+/// every case passed (a skipped case means the command line did not reach
+/// the kernel).
+fn rules() -> Rules {
+    Rules {
+        wants: vec![Want::AllPassed(SUITE.into())],
+        ..Rules::default()
     }
-    if let Some(s) = splat::find(text).first() {
-        bail!("kernel report at console line {}: {}", s.line, s.text);
-    }
-    let report = ktap::parse(text);
-    let Some(suite) = report.suite(SUITE) else {
-        bail!("suite {SUITE} did not run")
-    };
-    let counts = ktap::Report {
-        suites: vec![suite.clone()],
-        problems: vec![],
-    }
-    .counts();
-    if counts.failed > 0 || counts.skipped > 0 || counts.passed == 0 {
-        bail!(
-            "suite {SUITE}: {} passed, {} failed, {} skipped",
-            counts.passed,
-            counts.failed,
-            counts.skipped
-        );
+}
+
+/// Checks one judged boot, and that the kernel is the variant it should be.
+fn check(judged: &Judged, variant: Variant, records: &[Record]) -> Result<()> {
+    if !judged.problems.is_empty() {
+        bail!("{}", judged.problems.join("; "));
     }
     let built = records
         .iter()
@@ -391,6 +377,11 @@ fn check(text: &str, timed_out: bool, variant: Variant, records: &[Record]) -> R
         );
     }
     Ok(())
+}
+
+/// Judges a kept console log.
+fn judge_log(text: &str, log: &Path) -> Judged {
+    judge::judge(judge::console(text, false, log), 0, &rules())
 }
 
 /// Console log of boot `run` (or of the icount boot) of a variant.
@@ -421,7 +412,7 @@ pub(crate) fn boot_one(
     timeout: u64,
     extra: &[&str],
 ) -> Result<Vec<Record>> {
-    let console = qemu::boot_tcg(
+    let judged = judge::boot(
         &Boot {
             arch: built.arch,
             image: &built.image,
@@ -430,10 +421,12 @@ pub(crate) fn boot_one(
             timeout: Duration::from_secs(timeout),
             log,
         },
-        extra,
+        Machine::Tcg(extra),
+        &rules(),
     )?;
+    let console = &judged.console;
     let records = parse_console(&console.text);
-    check(&console.text, console.timed_out, built.variant, &records)
+    check(&judged, built.variant, &records)
         .with_context(|| format!("console log: {}", console.log.display()))?;
     eprintln!(
         "==> {}: {} measurements in {:.0}s",
@@ -452,12 +445,10 @@ fn read_logs(logs: &Path, arch: Arch, tag: &str) -> Result<(Table, Table, usize)
     for variant in VARIANTS {
         let mut n = 0;
         while let Ok(text) = fs::read_to_string(log_path(logs, arch, tag, variant, Some(n))) {
+            let log = log_path(logs, arch, tag, variant, Some(n));
             let records = parse_console(&text);
-            check(&text, false, variant, &records).with_context(|| {
-                log_path(logs, arch, tag, variant, Some(n))
-                    .display()
-                    .to_string()
-            })?;
+            check(&judge_log(&text, &log), variant, &records)
+                .with_context(|| log.display().to_string())?;
             timed.add(variant, &records);
             n += 1;
         }
@@ -974,14 +965,20 @@ mod tests {
                   # iopf_bench: scenario=meta metric=build impl=c\n    ok 1 iopf_bench_fixed_cost\n\
                   ok 1 iopf_bench\n";
         let records = parse_console(ok);
-        assert!(check(ok, false, Variant::C, &records).is_ok());
-        assert!(check(ok, false, Variant::Rust, &records).is_err());
-        assert!(check(ok, true, Variant::C, &records).is_err());
+        let judged = |text: &str, timed_out: bool| {
+            judge::judge(judge::console(text, timed_out, Path::new("l")), 1, &rules())
+        };
+        assert!(check(&judged(ok, false), Variant::C, &records).is_ok());
+        assert!(check(&judged(ok, false), Variant::Rust, &records).is_err());
+        assert!(check(&judged(ok, true), Variant::C, &records).is_err());
         let skipped = ok.replace(
             "ok 1 iopf_bench_fixed_cost",
             "ok 1 iopf_bench_fixed_cost # SKIP not requested",
         );
-        assert!(check(&skipped, false, Variant::C, &records).is_err());
+        assert!(check(&judged(&skipped, false), Variant::C, &records).is_err());
+        let splat = format!("{ok}[ 3.0] BUG: unable to handle page fault\n");
+        assert!(check(&judged(&splat, false), Variant::C, &records).is_err());
+        assert!(check(&judged("", false), Variant::C, &records).is_err());
     }
 
     #[test]

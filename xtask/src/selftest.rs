@@ -19,11 +19,12 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::cli::{Arch, SelftestArgs, Variant};
+use crate::judge::{self, Judged, Machine, Rules};
 use crate::kernel::{self, Built};
 use crate::ktap::{self, Counts, Outcome, Suite};
 use crate::paths::Workspace;
-use crate::qemu::{self, Boot, Console};
-use crate::splat::{self, Splat};
+use crate::qemu::{Boot, Console};
+use crate::splat::Splat;
 use crate::toolchain;
 
 /// The selftest programs, in the order `/init` runs them.
@@ -43,7 +44,7 @@ const SOURCE_DIR: &str = "tools/testing/selftests/iommu";
 const CMDLINE: &str = "kunit.enable=0 kunit_shutdown=none hugepages=128 kmemleak=off";
 
 /// Marks `/init`'s own lines: `# iopf-selftest: NAME exit=N took=S.Ss`.
-const MARK: &str = "# iopf-selftest:";
+const MARK: &str = "iopf-selftest";
 
 /// Tests (`FIXTURE.TEST`, every variant) that fail on upstream 7.3.4
 /// whatever the IOPF core, and why. A failure of one shows as `xfail` and
@@ -444,11 +445,11 @@ fn init_script(selection: &Selection) -> String {
     );
     let _ = writeln!(
         script,
-        "    echo \"{MARK} $name exit=$rc took=${{took}}s\"\n}}"
+        "    echo \"# {MARK}: $name exit=$rc took=${{took}}s\"\n}}"
     );
     let _ = writeln!(
         script,
-        "echo \"{MARK} start, $(cat /proc/sys/vm/nr_hugepages) huge pages\""
+        "echo \"# {MARK}: start, $(cat /proc/sys/vm/nr_hugepages) huge pages\""
     );
     for program in PROGRAMS {
         let args = selection
@@ -462,7 +463,7 @@ fn init_script(selection: &Selection) -> String {
             .collect();
         let _ = writeln!(script, "run {program}{}", quoted.concat());
     }
-    let _ = writeln!(script, "echo \"{MARK} done\"\npoweroff -f");
+    let _ = writeln!(script, "echo \"# {MARK}: done\"\npoweroff -f");
     script
 }
 
@@ -514,23 +515,13 @@ fn apply_known_failures(suite: &mut Suite) -> Vec<String> {
 /// `/init`'s mark lines: each program that finished, with its exit status
 /// and run time. A program that crashed the kernel has none.
 fn parse_timings(console: &str) -> Vec<Timing> {
-    console
-        .lines()
-        .filter_map(|line| {
-            let rest = line[line.find(MARK)? + MARK.len()..].trim();
-            let mut words = rest.split_whitespace();
-            let program = words.next()?.to_string();
-            let exit = words.next()?.strip_prefix("exit=")?.parse().ok()?;
-            let seconds = words
-                .next()?
-                .strip_prefix("took=")?
-                .strip_suffix('s')?
-                .parse()
-                .ok()?;
+    ktap::marked_lines(console, MARK)
+        .filter_map(|rest| {
+            let f = ktap::Fields::parse(rest);
             Some(Timing {
-                program,
-                exit,
-                seconds,
+                program: f.words.first()?.to_string(),
+                exit: f.number("exit")?,
+                seconds: f.get("took")?.strip_suffix('s')?.parse().ok()?,
             })
         })
         .collect()
@@ -607,28 +598,27 @@ fn boot_and_judge(
 ) -> Result<VariantRun> {
     let name = format!("{}-{}", built.arch.kbuild_name(), built.variant.name());
     eprintln!("==> booting {name} with the iommufd selftests under QEMU");
-    let console = qemu::boot(&Boot {
-        arch: built.arch,
-        image: &built.image,
-        initrd: Some(initrd),
-        cmdline: CMDLINE,
-        timeout,
-        log: ws.logs()?.join(format!("{name}.selftest.log")),
-    })?;
-    let report = ktap::parse(&console.text);
+    let judged = judge::boot(
+        &Boot {
+            arch: built.arch,
+            image: &built.image,
+            initrd: Some(initrd),
+            cmdline: CMDLINE,
+            timeout,
+            log: ws.logs()?.join(format!("{name}.selftest.log")),
+        },
+        Machine::Default,
+        // The programs' TAP streams are judged below, each on its own.
+        &Rules::default(),
+    )?;
+    let Judged {
+        console,
+        report,
+        splats,
+        mut problems,
+        ..
+    } = judged;
     let timings = parse_timings(&console.text);
-    let splats = splat::find(&console.text);
-
-    let mut problems = Vec::new();
-    if console.timed_out {
-        problems.push(format!("timed out after {}s", timeout.as_secs()));
-    }
-    for s in &splats {
-        problems.push(format!(
-            "kernel report at console line {}: {}",
-            s.line, s.text
-        ));
-    }
     let mut suites = BTreeMap::new();
     for program in PROGRAMS {
         match report.suite(program) {
