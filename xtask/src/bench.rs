@@ -19,6 +19,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use comfy_table::{presets::ASCII_MARKDOWN, CellAlignment};
 
 use crate::cli::{Arch, BenchArgs, Variant};
 use crate::judge::{self, Judged, Machine, Rules, Want};
@@ -281,48 +282,55 @@ fn line(table: &Table, i: usize) -> Line {
     }
 }
 
-/// The table as text.
+/// The table as text: one row per measurement, each scenario's rows
+/// together, the numbers right-aligned.
 pub fn render(table: &Table, title: &str) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{title}");
-    let _ = writeln!(
-        out,
-        "  {:<50} {:<18} {:>12} {:>12} {:>8}  target",
-        "scenario", "metric", "C", "Rust", "Rust/C"
-    );
+    let mut t = comfy_table::Table::new();
+    t.load_style(ASCII_MARKDOWN);
+    t.set_header([
+        "scenario", "params", "metric", "C", "Rust", "Rust/C", "target",
+    ]);
     for (i, row) in table.rows.iter().enumerate() {
-        if i > 0 && table.rows[i - 1].scenario != row.scenario {
-            out.push('\n');
-        }
         let l = line(table, i);
-        let name = if row.params.is_empty() {
-            row.scenario.clone()
-        } else {
-            format!("{} {}", row.scenario, row.params)
-        };
         let target = match l.goal {
             Some(g) => format!("{} {}", g.text(), l.verdict),
             None => String::new(),
         };
-        let _ = writeln!(
-            out,
-            "  {:<50} {:<18} {:>12} {:>12} {:>8}  {}",
-            name,
+        t.add_row([
+            row.scenario.clone(),
+            row.params.clone(),
             format!("{} {}", row.metric, row.stat),
             number(l.c),
             number(l.rust),
             l.ratio.map_or("-".into(), |r| format!("{r:.3}")),
-            target
-        );
+            target,
+        ]);
     }
-    out
+    for column in 3..=5 {
+        if let Some(c) = t.column_mut(column) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    format!("{title}\n{t}\n")
 }
 
-/// The table as CSV: one row per measurement, medians, and each boot's value.
-pub fn csv(table: &Table) -> String {
-    let mut out = String::from(
-        "scenario,params,metric,stat,c,rust,rust_over_c,target,verdict,c_runs,rust_runs\n",
-    );
+/// The table as CSV: one row per measurement, medians, and each boot's
+/// value (`;`-separated).
+pub fn csv(table: &Table) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "scenario",
+        "params",
+        "metric",
+        "stat",
+        "c",
+        "rust",
+        "rust_over_c",
+        "target",
+        "verdict",
+        "c_runs",
+        "rust_runs",
+    ])?;
     for (i, row) in table.rows.iter().enumerate() {
         let l = line(table, i);
         let runs = |v: &[f64]| {
@@ -331,23 +339,21 @@ pub fn csv(table: &Table) -> String {
                 .collect::<Vec<_>>()
                 .join(";")
         };
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{},{}",
-            row.scenario,
-            row.params,
-            row.metric,
-            row.stat,
+        w.write_record([
+            row.scenario.clone(),
+            row.params.clone(),
+            row.metric.clone(),
+            row.stat.clone(),
             l.c.map_or(String::new(), |v| v.to_string()),
             l.rust.map_or(String::new(), |v| v.to_string()),
             l.ratio.map_or(String::new(), |r| format!("{r:.4}")),
             l.goal.map_or(String::new(), Goal::text),
-            l.verdict,
+            l.verdict.to_string(),
             runs(&table.values[i][0]),
             runs(&table.values[i][1]),
-        );
+        ])?;
     }
-    out
+    Ok(String::from_utf8(w.into_inner()?)?)
 }
 
 /// What a bench boot must show: no kernel report, and the suite ran with
@@ -611,7 +617,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     );
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let stem = format!("iopf-bench-{}{tag}", arch.kbuild_name());
-    fs::write(out.join(format!("{stem}.csv")), csv(&timed))?;
+    fs::write(out.join(format!("{stem}.csv")), csv(&timed)?)?;
     if !icount.rows.is_empty() {
         let _ = writeln!(
             text,
@@ -622,7 +628,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                  (faults_per_s: per 10^9 instructions)"
             )
         );
-        fs::write(out.join(format!("{stem}-icount.csv")), csv(&icount))?;
+        fs::write(out.join(format!("{stem}-icount.csv")), csv(&icount)?)?;
     }
     if observe {
         let (costs, costs_icount) = observe_cost::read_logs(&logs, arch)?;
@@ -922,33 +928,55 @@ mod tests {
         assert_eq!(t.median(rate, Variant::Rust), Some(1250.0));
     }
 
+    /// The cells of the text table's row whose metric column is `metric`.
+    fn cells(text: &str, metric: &str) -> Vec<String> {
+        text.lines()
+            .map(|l| {
+                l.trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .find(|c| c.len() == 7 && c[2] == metric)
+            .unwrap_or_else(|| panic!("no row {metric} in\n{text}"))
+    }
+
     #[test]
     fn goals_and_verdicts() {
         let t = table();
         let text = render(&t, "title");
-        let row = |needle: &str| {
-            text.lines()
-                .find(|l| l.contains(needle))
-                .unwrap()
-                .to_string()
-        };
-        assert!(row("faults_per_s").ends_with(">=1 ok"), "{text}");
-        // Last-page p50 at 4096 held: (5+100)/2 vs 100 is not 10x.
-        assert!(row("last_page_ns p50").ends_with("<=0.1 MISS"), "{text}");
-        assert!(row("alloc_bytes").ends_with("<=1 ok"), "{text}");
-        assert!(
-            row("latency_ns p50").trim_end().ends_with("1.000"),
-            "{text}"
+        assert!(text.starts_with("title\n"), "{text}");
+        let header = cells(&text, "metric");
+        assert_eq!(
+            header,
+            ["scenario", "params", "metric", "C", "Rust", "Rust/C", "target"]
         );
+        assert_eq!(cells(&text, "faults_per_s value")[6], ">=1 ok", "{text}");
+        assert_eq!(
+            cells(&text, "faults_per_s value")[3..6],
+            ["1000", "1250", "1.250"]
+        );
+        // Last-page p50 at 4096 held: (5+100)/2 vs 100 is not 10x.
+        let last = cells(&text, "last_page_ns p50");
+        assert_eq!(last[6], "<=0.1 MISS", "{text}");
+        assert_eq!(last[1], "layout=pcie n=4096");
+        assert_eq!(cells(&text, "allocs alloc_bytes")[6], "<=1 ok", "{text}");
+        assert_eq!(cells(&text, "latency_ns p50")[5], "1.000", "{text}");
+        assert_eq!(cells(&text, "latency_ns p50")[6], "", "{text}");
+        // One line per row, plus the title, the header and its rule.
+        assert_eq!(text.lines().count(), 3 + t.rows.len(), "{text}");
     }
 
     #[test]
     fn csv_has_a_header_and_one_line_per_row() {
         let t = table();
-        let csv = csv(&t);
+        let csv = csv(&t).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 1 + t.rows.len());
-        assert!(lines[0].starts_with("scenario,params,metric,stat,c,rust"));
+        assert_eq!(
+            lines[0],
+            "scenario,params,metric,stat,c,rust,rust_over_c,target,verdict,c_runs,rust_runs"
+        );
         assert!(lines.iter().all(|l| l.split(',').count() == 11));
         assert!(
             lines.contains(
@@ -956,6 +984,10 @@ mod tests {
             ),
             "{csv}"
         );
+        // Read back by a CSV reader, the parameters keep their spaces.
+        let mut r = csv::Reader::from_reader(csv.as_bytes());
+        let params: Vec<String> = r.records().map(|rec| rec.unwrap()[1].to_string()).collect();
+        assert!(params.contains(&"what=held_partial layout=distinct n=1024".to_string()));
     }
 
     #[test]
