@@ -316,6 +316,7 @@ mod tests {
 [   10.2]     ok 1 iopf_rel_bad_fault_type
 [   11.0]     # iopf_reliability: case=iopf_rel_fail_nth_report scenarios=9 faults=63 injected=8 lost=0 duplicated=0 partial_enomem=3 groups_aborted=4
 [   10.3]     # iopf_rel_null_queue: # iopf_reliability: expect_warning: iopf: x called with a NULL queue
+[   10.4]     # iopf_reliability: pass:14 fail:0 skip:0 total:14
 [   30.0]     # iopf_reliability: case=iopf_rel_partial_flood scenarios=1 faults=1000001 injected=0 lost=1 duplicated=2 flood=1000000 peak_slab_kb=1234
 ";
 
