@@ -637,16 +637,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "\nThe Rust core's tracepoints and debugfs files: fixed_cost on four flavours of the \
              Rust kernel, median of each flavour's boots (noise: the spread of default's boots)",
         );
-        observed.push_str(
-            &costs_icount.render(
-                "\nSame, one boot each with -icount shift=0 (ns read as guest instructions)",
-            ),
-        );
         fs::write(out.join(format!("{observe_stem}.csv")), costs.csv()?)?;
-        fs::write(
-            out.join(format!("{observe_stem}-icount.csv")),
-            costs_icount.csv()?,
-        )?;
+        // With --no-icount there is no -icount boot: no empty table.
+        if !costs_icount.is_empty() {
+            observed.push_str(&costs_icount.render(
+                "\nSame, one boot each with -icount shift=0 (ns read as guest instructions)",
+            ));
+            fs::write(
+                out.join(format!("{observe_stem}-icount.csv")),
+                costs_icount.csv()?,
+            )?;
+        }
         text.push_str(&observed);
     }
     fs::write(out.join(format!("{stem}.txt")), &text)?;
