@@ -2,95 +2,80 @@
 //!
 //! The `iopf_reliability` KUnit cases check each bad input's error code and
 //! that nothing is answered twice or lost; a test cannot see the console, so
-//! the message each input must print is checked here, in the output of the
-//! case that fed it. Each call site has its own rate limit (10 messages per
-//! 5 s), and no site checked here is hit more than 10 times in a whole boot
-//! (the most, 9, is the unsupported fault type: 6 here, 3 in suite `iopf`),
-//! so a missing message is a missing message, not a rate-limited one; a
+//! each case that feeds the Rust core bad input states the warning it must
+//! print, in its own output (`rel_expect_warning()` in
+//! `tests/kunit/iopf_reliability.c`):
+//!
+//! ```text
+//!     # iopf_rel_null_queue: # iopf_reliability: expect_warning: iopf: ... NULL queue
+//! ```
+//!
+//! and this checks that the same case's output has another line holding
+//! that text. The wording lives next to the case that provokes it, so a
+//! message edited in the core is edited in its test, not here.
+//!
+//! Each call site has its own rate limit (10 messages per 5 s), and no site
+//! checked here is hit more than 10 times in a whole boot (the most, 9, is
+//! the unsupported fault type: 6 in this suite, 3 in suite `iopf`), so a
+//! missing message is a missing message, not a rate-limited one; a
 //! rate-limited one would leave a `iopf::<file>:<line>: N callbacks
 //! suppressed` line on the console.
 
-use crate::ktap::{Outcome, Report};
+use crate::cli::Variant;
+use crate::ktap::{self, Outcome, Report};
 use crate::reliability::SUITE;
 
-/// Per case of [`SUITE`], the text each of its messages must contain.
-pub const EXPECTED: &[(&str, &[&str])] = &[
-    (
-        "iopf_rel_bad_fault_type",
-        &[
-            "iopf: unsupported fault type 0",
-            "iopf: unsupported fault type 2",
-        ],
-    ),
-    (
-        "iopf_rel_report_unattached",
-        &["iopf: page request for a device on no queue"],
-    ),
-    (
-        "iopf_rel_report_no_fault_data",
-        &["iopf: page request for a device without fault data"],
-    ),
-    (
-        "iopf_rel_report_no_iommu_group",
-        &[
-            "iopf: no fault handler for pasid 0 group 1, answered invalid",
-            "iopf: no fault handler for pasid 3 group 2, answered invalid",
-        ],
-    ),
-    (
-        "iopf_rel_remove_wrong_queue",
-        &["iopf: removing a device that is not on this queue"],
-    ),
-    (
-        "iopf_rel_flush_after_remove",
-        &["iopf: flushing a device that is on no queue"],
-    ),
-    (
-        "iopf_rel_null_queue",
-        &["iopf: iopf_queue_discard_partial() called with a NULL queue"],
-    ),
-    (
-        "iopf_rel_null_arguments",
-        &[
-            "iopf: iopf_queue_add_device() called with a NULL queue",
-            "iopf: iopf_queue_flush_dev() called with a NULL device",
-            "iopf: iopf_queue_remove_device() called with a NULL queue",
-            "iopf: iopf_queue_remove_device() called with a NULL device",
-            "iopf: iommu_report_device_fault() called with a NULL event",
-            "iopf: iommu_report_device_fault() called with a NULL device",
-            "iopf: iopf_group_response() called with a NULL group",
-            "iopf: iopf_group_dequeue() called with a NULL group",
-            "iopf: iopf_free_group() called with a NULL group",
-        ],
-    ),
-    (
-        "iopf_rel_add_device_twice",
-        &["iopf: adding a device that is already on a queue"],
-    ),
-];
+/// The word after the suite's mark that states an expected warning.
+const EXPECT: &str = "expect_warning:";
 
-/// The expected messages missing from the Rust kernel's console. A case
-/// that did not pass is judged by KUnit already, and one absent is a
-/// missing suite or case elsewhere; both are skipped here.
-pub fn problems(report: &Report) -> Vec<String> {
+/// The warning a diagnostic line says its case must print, if it says one.
+fn expected(line: &str) -> Option<&str> {
+    ktap::marked(line, SUITE)?
+        .strip_prefix(EXPECT)
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+}
+
+/// The expected warnings missing from a console: for each case of
+/// [`SUITE`] that passed, every text it stated must be on another line of
+/// its output. A case that did not pass is judged by KUnit already. On the
+/// Rust kernel the suite must state at least one, so that the check cannot
+/// pass by checking nothing (the C kernel's cases state none: io-pgfault.c
+/// words its messages otherwise).
+pub fn problems(report: &Report, variant: Variant) -> Vec<String> {
     let Some(suite) = report.suite(SUITE) else {
         return Vec::new();
     };
     let mut problems = Vec::new();
-    for (case, messages) in EXPECTED {
-        let Some(found) = suite.cases.iter().find(|c| c.name == *case) else {
-            continue;
-        };
-        if found.outcome != Outcome::Pass {
+    let mut stated = 0;
+    for case in &suite.cases {
+        let wanted: Vec<&str> = case
+            .diagnostics
+            .iter()
+            .filter_map(|l| expected(l))
+            .collect();
+        stated += wanted.len();
+        if case.outcome != Outcome::Pass {
             continue;
         }
-        for message in *messages {
-            if !found.diagnostics.iter().any(|line| line.contains(message)) {
+        for text in wanted {
+            let printed = case
+                .diagnostics
+                .iter()
+                .any(|line| expected(line).is_none() && line.contains(text));
+            if !printed {
                 problems.push(format!(
-                    "{SUITE}.{case}: bad input printed no message containing `{message}`"
+                    "{SUITE}.{}: bad input printed no message containing `{text}`",
+                    case.name
                 ));
             }
         }
+    }
+    if variant == Variant::Rust && stated == 0 && !suite.cases.is_empty() {
+        problems.push(format!(
+            "{SUITE}: no case stated the warning its bad input must print \
+             (`# {SUITE}: {EXPECT} TEXT`)"
+        ));
     }
     problems
 }
@@ -98,16 +83,49 @@ pub fn problems(report: &Report) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ktap;
 
-    /// A console with the suite's cases, each printing `lines`.
-    fn console(lines: impl Fn(&str) -> Vec<String>) -> String {
+    /// Cases and the warnings each states.
+    const CASES: &[(&str, &[&str])] = &[
+        (
+            "iopf_rel_bad_fault_type",
+            &[
+                "iopf: unsupported fault type 0",
+                "iopf: unsupported fault type 2",
+            ],
+        ),
+        (
+            "iopf_rel_flush_after_remove",
+            &["iopf: flushing a device that is on no queue"],
+        ),
+        (
+            "iopf_rel_remove_wrong_queue",
+            &["iopf: removing a device that is not on this queue"],
+        ),
+        (
+            "iopf_rel_null_arguments",
+            &[
+                "iopf: iommu_report_device_fault() called with a NULL event",
+                "iopf: iopf_free_group() called with a NULL group",
+            ],
+        ),
+        ("iopf_rel_stress", &[]),
+    ];
+
+    /// A console with the suite's cases, each stating its warnings and
+    /// printing the kernel lines `printed(case)`.
+    fn console(printed: impl Fn(&str) -> Vec<String>) -> String {
         let mut log = format!(
             "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: {SUITE}\n    1..{}\n",
-            EXPECTED.len()
+            CASES.len()
         );
-        for (n, (case, _)) in EXPECTED.iter().enumerate() {
-            for line in lines(case) {
+        for (n, (case, texts)) in CASES.iter().enumerate() {
+            for text in *texts {
+                log.push_str(&format!(
+                    "[   12.3] {}# {case}: # {SUITE}: {EXPECT} {text}\n",
+                    "    "
+                ));
+            }
+            for line in printed(case) {
                 log.push_str(&format!("[   12.345678] {line}\n"));
             }
             log.push_str(&format!("    ok {} {case}\n", n + 1));
@@ -117,37 +135,57 @@ mod tests {
     }
 
     fn messages(case: &str) -> Vec<String> {
-        let (_, messages) = EXPECTED.iter().find(|(c, _)| *c == case).unwrap();
-        messages
+        let (_, texts) = CASES.iter().find(|(c, _)| *c == case).unwrap();
+        texts
             .iter()
             .map(|m| format!("iopf_mock iopf_mock.3: {m} group 1, answered invalid"))
             .collect()
     }
 
+    fn problems_of(log: &str) -> Vec<String> {
+        problems(&ktap::parse(log), Variant::Rust)
+    }
+
     #[test]
     fn every_message_in_its_case_passes() {
         let report = ktap::parse(&console(messages));
-        assert_eq!(report.counts().passed, EXPECTED.len());
-        assert_eq!(problems(&report), Vec::<String>::new());
+        assert_eq!(report.counts().passed, CASES.len());
+        assert_eq!(problems(&report, Variant::Rust), Vec::<String>::new());
     }
 
     #[test]
     fn a_missing_message_is_a_problem() {
-        let report = ktap::parse(&console(|case| {
+        let found = problems_of(&console(|case| {
             let mut lines = messages(case);
             if case == "iopf_rel_null_arguments" {
-                lines.remove(4);
+                lines.remove(0);
             }
             lines
         }));
-        let found = problems(&report);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("NULL event"), "{found:?}");
+        assert!(found[0].starts_with("iopf_reliability.iopf_rel_null_arguments:"));
+    }
+
+    #[test]
+    fn a_console_without_any_message_fails_every_statement() {
+        let found = problems_of(&console(|_| Vec::new()));
+        let stated: usize = CASES.iter().map(|(_, t)| t.len()).sum();
+        assert_eq!(found.len(), stated, "{found:?}");
+    }
+
+    #[test]
+    fn the_statement_itself_is_not_the_message() {
+        // The expect line holds the text too: it must not count.
+        let found = problems_of(&console(|_| Vec::new()));
+        assert!(found
+            .iter()
+            .any(|p| p.contains("iopf: unsupported fault type 0")));
     }
 
     #[test]
     fn a_message_printed_by_another_case_does_not_count() {
-        let report = ktap::parse(&console(|case| match case {
+        let found = problems_of(&console(|case| match case {
             "iopf_rel_flush_after_remove" => Vec::new(),
             "iopf_rel_remove_wrong_queue" => {
                 let mut lines = messages(case);
@@ -156,7 +194,6 @@ mod tests {
             }
             _ => messages(case),
         }));
-        let found = problems(&report);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
             found[0].contains("iopf_rel_flush_after_remove"),
@@ -167,12 +204,24 @@ mod tests {
     #[test]
     fn failed_or_absent_cases_are_left_to_kunit() {
         let log = console(|_| Vec::new()).replace("    ok 1 ", "    not ok 1 ");
-        let report = ktap::parse(&log);
         // Every case but the failed first one lacks its messages.
         assert_eq!(
-            problems(&report).len(),
-            EXPECTED[1..].iter().map(|(_, m)| m.len()).sum()
+            problems_of(&log).len(),
+            CASES[1..].iter().map(|(_, m)| m.len()).sum()
         );
-        assert!(problems(&ktap::parse("KTAP version 1\n1..0\n")).is_empty());
+        assert!(problems_of("KTAP version 1\n1..0\n").is_empty());
+    }
+
+    #[test]
+    fn the_rust_kernel_must_state_some_warning() {
+        let silent = format!(
+            "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: {SUITE}\n    1..1\n\
+             \x20   ok 1 iopf_rel_stress\nok 1 {SUITE}\n"
+        );
+        let found = problems_of(&silent);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("no case stated"), "{found:?}");
+        // The C kernel's cases state none.
+        assert!(problems(&ktap::parse(&silent), Variant::C).is_empty());
     }
 }

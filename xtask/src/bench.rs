@@ -19,19 +19,19 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use comfy_table::{presets::ASCII_MARKDOWN, CellAlignment};
 
 use crate::cli::{Arch, BenchArgs, Variant};
+use crate::judge::{self, Judged, Machine, Rules, Want};
 use crate::kernel::{self, Built, Profile};
 use crate::ktap;
 use crate::observe_cost;
 use crate::paths::Workspace;
-use crate::qemu::{self, Boot};
-use crate::splat;
+use crate::qemu::Boot;
 use crate::toolchain;
 
-/// Marks a bench line on the console.
-const MARK: &str = "# iopf_bench: ";
-/// The suite, and the command line that makes it run (and only it).
+/// The suite, which marks its lines `# iopf_bench: `, and the command line
+/// that makes it run (and only it).
 const SUITE: &str = "iopf_bench";
 const CMDLINE: &str = "iopf_bench=1 kunit.filter_glob=iopf_bench";
 /// QEMU arguments of the instruction-count boots: with `shift=0` the guest
@@ -81,16 +81,15 @@ impl Record {
 /// Parses one console line; `None` if it is not a well-formed bench line.
 /// Anything before the marker (printk prefix, KTAP indentation) is ignored.
 pub fn parse_line(line: &str) -> Option<Record> {
-    let rest = &line[line.find(MARK)? + MARK.len()..];
+    let fields = ktap::Fields::parse(ktap::marked(line, SUITE)?);
+    if !fields.strict() {
+        return None;
+    }
     let mut scenario = None;
     let mut metric = None;
     let mut params = Vec::new();
     let mut values = Vec::new();
-    for token in rest.split_whitespace() {
-        let (k, v) = token.split_once('=')?;
-        if k.is_empty() || v.is_empty() {
-            return None;
-        }
+    for (k, v) in fields.pairs {
         match (k, &scenario, &metric) {
             ("scenario", None, None) => scenario = Some(v.to_string()),
             ("metric", Some(_), None) => metric = Some(v.to_string()),
@@ -283,48 +282,55 @@ fn line(table: &Table, i: usize) -> Line {
     }
 }
 
-/// The table as text.
+/// The table as text: one row per measurement, each scenario's rows
+/// together, the numbers right-aligned.
 pub fn render(table: &Table, title: &str) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{title}");
-    let _ = writeln!(
-        out,
-        "  {:<50} {:<18} {:>12} {:>12} {:>8}  target",
-        "scenario", "metric", "C", "Rust", "Rust/C"
-    );
+    let mut t = comfy_table::Table::new();
+    t.load_style(ASCII_MARKDOWN);
+    t.set_header([
+        "scenario", "params", "metric", "C", "Rust", "Rust/C", "target",
+    ]);
     for (i, row) in table.rows.iter().enumerate() {
-        if i > 0 && table.rows[i - 1].scenario != row.scenario {
-            out.push('\n');
-        }
         let l = line(table, i);
-        let name = if row.params.is_empty() {
-            row.scenario.clone()
-        } else {
-            format!("{} {}", row.scenario, row.params)
-        };
         let target = match l.goal {
             Some(g) => format!("{} {}", g.text(), l.verdict),
             None => String::new(),
         };
-        let _ = writeln!(
-            out,
-            "  {:<50} {:<18} {:>12} {:>12} {:>8}  {}",
-            name,
+        t.add_row([
+            row.scenario.clone(),
+            row.params.clone(),
             format!("{} {}", row.metric, row.stat),
             number(l.c),
             number(l.rust),
             l.ratio.map_or("-".into(), |r| format!("{r:.3}")),
-            target
-        );
+            target,
+        ]);
     }
-    out
+    for column in 3..=5 {
+        if let Some(c) = t.column_mut(column) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    format!("{title}\n{t}\n")
 }
 
-/// The table as CSV: one row per measurement, medians, and each boot's value.
-pub fn csv(table: &Table) -> String {
-    let mut out = String::from(
-        "scenario,params,metric,stat,c,rust,rust_over_c,target,verdict,c_runs,rust_runs\n",
-    );
+/// The table as CSV: one row per measurement, medians, and each boot's
+/// value (`;`-separated).
+pub fn csv(table: &Table) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "scenario",
+        "params",
+        "metric",
+        "stat",
+        "c",
+        "rust",
+        "rust_over_c",
+        "target",
+        "verdict",
+        "c_runs",
+        "rust_runs",
+    ])?;
     for (i, row) in table.rows.iter().enumerate() {
         let l = line(table, i);
         let runs = |v: &[f64]| {
@@ -333,51 +339,37 @@ pub fn csv(table: &Table) -> String {
                 .collect::<Vec<_>>()
                 .join(";")
         };
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{},{}",
-            row.scenario,
-            row.params,
-            row.metric,
-            row.stat,
+        w.write_record([
+            row.scenario.clone(),
+            row.params.clone(),
+            row.metric.clone(),
+            row.stat.clone(),
             l.c.map_or(String::new(), |v| v.to_string()),
             l.rust.map_or(String::new(), |v| v.to_string()),
             l.ratio.map_or(String::new(), |r| format!("{r:.4}")),
             l.goal.map_or(String::new(), Goal::text),
-            l.verdict,
+            l.verdict.to_string(),
             runs(&table.values[i][0]),
             runs(&table.values[i][1]),
-        );
+        ])?;
     }
-    out
+    Ok(String::from_utf8(w.into_inner()?)?)
 }
 
-/// Checks one boot: it ended, no splat, the suite ran and every case passed
-/// (a skipped case means the command line did not reach the kernel), and the
-/// kernel is the variant it should be.
-fn check(text: &str, timed_out: bool, variant: Variant, records: &[Record]) -> Result<()> {
-    if timed_out {
-        bail!("timed out");
+/// What a bench boot must show: no kernel report, and the suite ran with
+/// every case passed (a skipped case means the command line did not reach
+/// the kernel).
+fn rules() -> Rules {
+    Rules {
+        wants: vec![Want::AllPassed(SUITE.into())],
+        ..Rules::default()
     }
-    if let Some(s) = splat::find(text).first() {
-        bail!("kernel report at console line {}: {}", s.line, s.text);
-    }
-    let report = ktap::parse(text);
-    let Some(suite) = report.suite(SUITE) else {
-        bail!("suite {SUITE} did not run")
-    };
-    let counts = ktap::Report {
-        suites: vec![suite.clone()],
-        problems: vec![],
-    }
-    .counts();
-    if counts.failed > 0 || counts.skipped > 0 || counts.passed == 0 {
-        bail!(
-            "suite {SUITE}: {} passed, {} failed, {} skipped",
-            counts.passed,
-            counts.failed,
-            counts.skipped
-        );
+}
+
+/// Checks one judged boot, and that the kernel is the variant it should be.
+fn check(judged: &Judged, variant: Variant, records: &[Record]) -> Result<()> {
+    if !judged.problems.is_empty() {
+        bail!("{}", judged.problems.join("; "));
     }
     let built = records
         .iter()
@@ -391,6 +383,11 @@ fn check(text: &str, timed_out: bool, variant: Variant, records: &[Record]) -> R
         );
     }
     Ok(())
+}
+
+/// Judges a kept console log.
+fn judge_log(text: &str, log: &Path) -> Judged {
+    judge::judge(judge::console(text, false, log), 0, &rules())
 }
 
 /// Console log of boot `run` (or of the icount boot) of a variant.
@@ -421,7 +418,7 @@ pub(crate) fn boot_one(
     timeout: u64,
     extra: &[&str],
 ) -> Result<Vec<Record>> {
-    let console = qemu::boot_tcg(
+    let judged = judge::boot(
         &Boot {
             arch: built.arch,
             image: &built.image,
@@ -430,10 +427,12 @@ pub(crate) fn boot_one(
             timeout: Duration::from_secs(timeout),
             log,
         },
-        extra,
+        Machine::Tcg(extra),
+        &rules(),
     )?;
+    let console = &judged.console;
     let records = parse_console(&console.text);
-    check(&console.text, console.timed_out, built.variant, &records)
+    check(&judged, built.variant, &records)
         .with_context(|| format!("console log: {}", console.log.display()))?;
     eprintln!(
         "==> {}: {} measurements in {:.0}s",
@@ -452,12 +451,10 @@ fn read_logs(logs: &Path, arch: Arch, tag: &str) -> Result<(Table, Table, usize)
     for variant in VARIANTS {
         let mut n = 0;
         while let Ok(text) = fs::read_to_string(log_path(logs, arch, tag, variant, Some(n))) {
+            let log = log_path(logs, arch, tag, variant, Some(n));
             let records = parse_console(&text);
-            check(&text, false, variant, &records).with_context(|| {
-                log_path(logs, arch, tag, variant, Some(n))
-                    .display()
-                    .to_string()
-            })?;
+            check(&judge_log(&text, &log), variant, &records)
+                .with_context(|| log.display().to_string())?;
             timed.add(variant, &records);
             n += 1;
         }
@@ -620,7 +617,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     );
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let stem = format!("iopf-bench-{}{tag}", arch.kbuild_name());
-    fs::write(out.join(format!("{stem}.csv")), csv(&timed))?;
+    fs::write(out.join(format!("{stem}.csv")), csv(&timed)?)?;
     if !icount.rows.is_empty() {
         let _ = writeln!(
             text,
@@ -631,7 +628,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                  (faults_per_s: per 10^9 instructions)"
             )
         );
-        fs::write(out.join(format!("{stem}-icount.csv")), csv(&icount))?;
+        fs::write(out.join(format!("{stem}-icount.csv")), csv(&icount)?)?;
     }
     if observe {
         let (costs, costs_icount) = observe_cost::read_logs(&logs, arch)?;
@@ -640,16 +637,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "\nThe Rust core's tracepoints and debugfs files: fixed_cost on four flavours of the \
              Rust kernel, median of each flavour's boots (noise: the spread of default's boots)",
         );
-        observed.push_str(
-            &costs_icount.render(
-                "\nSame, one boot each with -icount shift=0 (ns read as guest instructions)",
-            ),
-        );
         fs::write(out.join(format!("{observe_stem}.csv")), costs.csv()?)?;
-        fs::write(
-            out.join(format!("{observe_stem}-icount.csv")),
-            costs_icount.csv()?,
-        )?;
+        // With --no-icount there is no -icount boot: no empty table.
+        if !costs_icount.is_empty() {
+            observed.push_str(&costs_icount.render(
+                "\nSame, one boot each with -icount shift=0 (ns read as guest instructions)",
+            ));
+            fs::write(
+                out.join(format!("{observe_stem}-icount.csv")),
+                costs_icount.csv()?,
+            )?;
+        }
         text.push_str(&observed);
     }
     fs::write(out.join(format!("{stem}.txt")), &text)?;
@@ -931,33 +929,55 @@ mod tests {
         assert_eq!(t.median(rate, Variant::Rust), Some(1250.0));
     }
 
+    /// The cells of the text table's row whose metric column is `metric`.
+    fn cells(text: &str, metric: &str) -> Vec<String> {
+        text.lines()
+            .map(|l| {
+                l.trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .find(|c| c.len() == 7 && c[2] == metric)
+            .unwrap_or_else(|| panic!("no row {metric} in\n{text}"))
+    }
+
     #[test]
     fn goals_and_verdicts() {
         let t = table();
         let text = render(&t, "title");
-        let row = |needle: &str| {
-            text.lines()
-                .find(|l| l.contains(needle))
-                .unwrap()
-                .to_string()
-        };
-        assert!(row("faults_per_s").ends_with(">=1 ok"), "{text}");
-        // Last-page p50 at 4096 held: (5+100)/2 vs 100 is not 10x.
-        assert!(row("last_page_ns p50").ends_with("<=0.1 MISS"), "{text}");
-        assert!(row("alloc_bytes").ends_with("<=1 ok"), "{text}");
-        assert!(
-            row("latency_ns p50").trim_end().ends_with("1.000"),
-            "{text}"
+        assert!(text.starts_with("title\n"), "{text}");
+        let header = cells(&text, "metric");
+        assert_eq!(
+            header,
+            ["scenario", "params", "metric", "C", "Rust", "Rust/C", "target"]
         );
+        assert_eq!(cells(&text, "faults_per_s value")[6], ">=1 ok", "{text}");
+        assert_eq!(
+            cells(&text, "faults_per_s value")[3..6],
+            ["1000", "1250", "1.250"]
+        );
+        // Last-page p50 at 4096 held: (5+100)/2 vs 100 is not 10x.
+        let last = cells(&text, "last_page_ns p50");
+        assert_eq!(last[6], "<=0.1 MISS", "{text}");
+        assert_eq!(last[1], "layout=pcie n=4096");
+        assert_eq!(cells(&text, "allocs alloc_bytes")[6], "<=1 ok", "{text}");
+        assert_eq!(cells(&text, "latency_ns p50")[5], "1.000", "{text}");
+        assert_eq!(cells(&text, "latency_ns p50")[6], "", "{text}");
+        // One line per row, plus the title, the header and its rule.
+        assert_eq!(text.lines().count(), 3 + t.rows.len(), "{text}");
     }
 
     #[test]
     fn csv_has_a_header_and_one_line_per_row() {
         let t = table();
-        let csv = csv(&t);
+        let csv = csv(&t).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 1 + t.rows.len());
-        assert!(lines[0].starts_with("scenario,params,metric,stat,c,rust"));
+        assert_eq!(
+            lines[0],
+            "scenario,params,metric,stat,c,rust,rust_over_c,target,verdict,c_runs,rust_runs"
+        );
         assert!(lines.iter().all(|l| l.split(',').count() == 11));
         assert!(
             lines.contains(
@@ -965,6 +985,10 @@ mod tests {
             ),
             "{csv}"
         );
+        // Read back by a CSV reader, the parameters keep their spaces.
+        let mut r = csv::Reader::from_reader(csv.as_bytes());
+        let params: Vec<String> = r.records().map(|rec| rec.unwrap()[1].to_string()).collect();
+        assert!(params.contains(&"what=held_partial layout=distinct n=1024".to_string()));
     }
 
     #[test]
@@ -974,14 +998,20 @@ mod tests {
                   # iopf_bench: scenario=meta metric=build impl=c\n    ok 1 iopf_bench_fixed_cost\n\
                   ok 1 iopf_bench\n";
         let records = parse_console(ok);
-        assert!(check(ok, false, Variant::C, &records).is_ok());
-        assert!(check(ok, false, Variant::Rust, &records).is_err());
-        assert!(check(ok, true, Variant::C, &records).is_err());
+        let judged = |text: &str, timed_out: bool| {
+            judge::judge(judge::console(text, timed_out, Path::new("l")), 1, &rules())
+        };
+        assert!(check(&judged(ok, false), Variant::C, &records).is_ok());
+        assert!(check(&judged(ok, false), Variant::Rust, &records).is_err());
+        assert!(check(&judged(ok, true), Variant::C, &records).is_err());
         let skipped = ok.replace(
             "ok 1 iopf_bench_fixed_cost",
             "ok 1 iopf_bench_fixed_cost # SKIP not requested",
         );
-        assert!(check(&skipped, false, Variant::C, &records).is_err());
+        assert!(check(&judged(&skipped, false), Variant::C, &records).is_err());
+        let splat = format!("{ok}[ 3.0] BUG: unable to handle page fault\n");
+        assert!(check(&judged(&splat, false), Variant::C, &records).is_err());
+        assert!(check(&judged("", false), Variant::C, &records).is_err());
     }
 
     #[test]

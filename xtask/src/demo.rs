@@ -12,12 +12,13 @@ use anyhow::{bail, Result};
 
 use crate::cli::{Arch, RunArgs, Variant};
 use crate::initramfs;
+use crate::judge::{self, Machine, Rules};
 use crate::kernel;
+use crate::ktap;
 use crate::observe::{self, Event, Snapshots};
 use crate::paths::Workspace;
-use crate::qemu::{self, Boot};
+use crate::qemu::Boot;
 use crate::selftest;
-use crate::splat;
 use crate::toolchain;
 
 /// Prefix of the lines the demo's `/init` prints, told apart from the kernel's.
@@ -249,8 +250,7 @@ pub struct Transcript {
 }
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    ktap::Fields::parse(line).get(key)
 }
 
 pub fn parse(console: &str) -> Transcript {
@@ -566,16 +566,22 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let initrd = initramfs::pack(&gen_init_cpio, &out, &init, &[])?;
 
     eprintln!("==> booting the Rust IOPF kernel with the sample under QEMU");
-    let console = qemu::boot(&Boot {
-        arch,
-        image: &built.image,
-        initrd: Some(&initrd),
-        cmdline: CMDLINE,
-        timeout: Duration::from_secs(args.timeout),
-        log: ws
-            .logs()?
-            .join(format!("{}-rust.demo.log", arch.kbuild_name())),
-    })?;
+    let judged = judge::boot(
+        &Boot {
+            arch,
+            image: &built.image,
+            initrd: Some(&initrd),
+            cmdline: CMDLINE,
+            timeout: Duration::from_secs(args.timeout),
+            log: ws
+                .logs()?
+                .join(format!("{}-rust.demo.log", arch.kbuild_name())),
+        },
+        Machine::Default,
+        // KUnit is off: the script's transcript is the result.
+        &Rules::default(),
+    )?;
+    let console = &judged.console;
     let transcript = parse(&console.text);
 
     println!(
@@ -589,17 +595,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
     print!("{table}");
 
     let mut problems = transcript.problems.clone();
-    if console.timed_out {
-        problems.push(format!("timed out after {}s", args.timeout));
-    } else if !transcript.done {
+    if !console.timed_out && !transcript.done {
         problems.push("the script did not finish".into());
     }
-    for s in splat::find(&console.text) {
-        problems.push(format!(
-            "kernel report at console line {}: {}",
-            s.line, s.text
-        ));
-    }
+    // The timeout and the kernel's reports.
+    problems.extend(judged.problems.iter().cloned());
     for p in &problems {
         println!("  PROBLEM: {p}");
     }

@@ -35,16 +35,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{DiffArgs, Variant};
+use crate::judge::{self, Machine, Rules, Want};
 use crate::kernel::{self, Built, Profile};
-use crate::ktap::{self, Outcome};
+use crate::ktap::{self, Fields};
 use crate::paths::Workspace;
-use crate::qemu::{self, Boot};
-use crate::splat;
+use crate::qemu::Boot;
 
 /// The KUnit suite.
 pub const SUITE: &str = "iopf_diff";
-const MARK: &str = "# iopf_diff:";
-const LINE_MARK: &str = "# iopf_diff_line:";
+/// Marks the lines a replay prints (`# iopf_diff_line: ...`); the suite's
+/// own lines are marked with its name (`# iopf_diff: ...`).
+const LINE_MARK: &str = "iopf_diff_line";
 /// Where the regression seeds live, and the line before which new ones go.
 const SEEDS_FILE: &str = "tests/kunit/iopf_diff_seeds.h";
 const SEEDS_END: &str = "/* iopf_diff seeds end */";
@@ -172,49 +173,34 @@ pub struct Run {
     pub rules: Vec<String>,
 }
 
-/// `key=value` pairs of a line's tail.
-fn fields(text: &str) -> BTreeMap<&str, &str> {
-    text.split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .collect()
-}
-
-fn key_of(f: &BTreeMap<&str, &str>) -> Option<Key> {
+fn key_of(f: &Fields) -> Option<Key> {
     Some(Key {
         mode: f.get("mode")?.to_string(),
-        seed: f.get("seed")?.parse().ok()?,
-        dev: f.get("dev")?.parse().ok()?,
+        seed: f.number("seed")?,
+        dev: f.number("dev")?,
     })
 }
 
-fn hex(f: &BTreeMap<&str, &str>, k: &str) -> Option<u64> {
+fn hex(f: &Fields, k: &str) -> Option<u64> {
     u64::from_str_radix(f.get(k)?, 16).ok()
-}
-
-fn num<T: std::str::FromStr>(f: &BTreeMap<&str, &str>, k: &str) -> Option<T> {
-    f.get(k)?.parse().ok()
 }
 
 /// Reads the suite's lines from a console log.
 pub fn parse(console: &str) -> Run {
     let mut run = Run::default();
-    for line in console.lines() {
-        let Some((_, rest)) = line.split_once(MARK) else {
-            continue;
-        };
-        let rest = rest.trim();
+    for rest in ktap::marked_lines(console, SUITE) {
         if let Some(rule) = rest.strip_prefix("normalised ") {
             if !run.rules.iter().any(|r| r == rule) {
                 run.rules.push(rule.to_string());
             }
             continue;
         }
-        let f = fields(rest);
-        if f.contains_key("case") {
-            run.ops += num::<u64>(&f, "ops").unwrap_or(0);
-            run.seeds += num::<u64>(&f, "seeds").unwrap_or(0);
-            run.anomalies += num::<u64>(&f, "anomalies").unwrap_or(0);
-            run.documented += num::<u64>(&f, "documented").unwrap_or(0);
+        let f = Fields::parse(rest);
+        if f.get("case").is_some() {
+            run.ops += f.number::<u64>("ops").unwrap_or(0);
+            run.seeds += f.number::<u64>("seeds").unwrap_or(0);
+            run.anomalies += f.number::<u64>("anomalies").unwrap_or(0);
+            run.documented += f.number::<u64>("documented").unwrap_or(0);
             continue;
         }
         let Some(key) = key_of(&f) else {
@@ -223,9 +209,9 @@ pub fn parse(console: &str) -> Run {
         let stream = run.streams.entry(key).or_default();
         if rest.ends_with(" end") {
             if let (Some(ops), Some(done), Some(records), Some(digest)) = (
-                num(&f, "ops"),
-                num(&f, "done"),
-                num(&f, "records"),
+                f.number("ops"),
+                f.number("done"),
+                f.number("records"),
                 hex(&f, "digest"),
             ) {
                 stream.end = Some(End {
@@ -235,7 +221,7 @@ pub fn parse(console: &str) -> Run {
                     digest,
                 });
             }
-        } else if let (Some(at), Some(digest)) = (num(&f, "at"), hex(&f, "digest")) {
+        } else if let (Some(at), Some(digest)) = (f.number("at"), hex(&f, "digest")) {
             stream.checkpoints.insert(at, digest);
         }
     }
@@ -320,7 +306,7 @@ pub fn replay_lines(console: &str, key: &Key) -> Vec<String> {
     let want = format!("mode={} seed={} dev={} ", key.mode, key.seed, key.dev);
     console
         .lines()
-        .filter_map(|l| l.split_once(LINE_MARK).map(|(_, rest)| rest.trim()))
+        .filter_map(|l| ktap::marked(l, LINE_MARK))
         .filter_map(|rest| rest.strip_prefix(&want))
         .map(str::to_string)
         .collect()
@@ -482,14 +468,21 @@ fn show_divergence(
             built.arch.kbuild_name(),
             variant.name()
         );
-        let console = qemu::boot(&Boot {
-            arch: built.arch,
-            image: &built.image,
-            initrd: None,
-            cmdline: &cmdline,
-            timeout,
-            log: ws.logs()?.join(format!("{name}.console.log")),
-        })?;
+        // Only the lines the replay prints count here: the boot that found
+        // the divergence was judged already.
+        let console = judge::boot(
+            &Boot {
+                arch: built.arch,
+                image: &built.image,
+                initrd: None,
+                cmdline: &cmdline,
+                timeout,
+                log: ws.logs()?.join(format!("{name}.console.log")),
+            },
+            Machine::Default,
+            &Rules::default(),
+        )?
+        .console;
         if console.text.contains("printk messages dropped") {
             lossy.push(variant.name());
         }
@@ -564,7 +557,7 @@ pub fn run(args: &DiffArgs) -> Result<()> {
             plan.conc_seeds * CONC_THREADS
         );
         let start = Instant::now();
-        let console = qemu::boot_tcg(
+        let judged = judge::boot(
             &Boot {
                 arch,
                 image: &b.image,
@@ -573,25 +566,14 @@ pub fn run(args: &DiffArgs) -> Result<()> {
                 timeout: Duration::from_secs(args.timeout),
                 log: ws.logs()?.join(format!("{name}.console.log")),
             },
-            &[],
+            Machine::Tcg(&[]),
+            &Rules {
+                wants: vec![Want::Passed(SUITE.into())],
+                ..Rules::default()
+            },
         )?;
         took.push(start.elapsed());
-        let mut problems = Vec::new();
-        if console.timed_out {
-            problems.push(format!("timed out after {}s", args.timeout));
-        }
-        for s in splat::find(&console.text) {
-            problems.push(format!(
-                "kernel report at console line {}: {}",
-                s.line, s.text
-            ));
-        }
-        let report = ktap::parse(&console.text);
-        match report.suite(SUITE) {
-            Some(s) if s.outcome == Outcome::Pass => {}
-            Some(_) => problems.push(format!("suite {SUITE} did not pass")),
-            None => problems.push(format!("suite {SUITE} did not run")),
-        }
+        let (console, problems) = (judged.console, judged.problems);
         if !problems.is_empty() {
             bail!(
                 "{}: {} (console log: {})",

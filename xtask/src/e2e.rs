@@ -31,9 +31,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::cli::{Arch, E2eArgs, Variant};
+use crate::judge::{self, Machine, Rules};
 use crate::kernel::{self, Built, Profile};
 use crate::paths::Workspace;
-use crate::qemu as boot;
+use crate::qemu::Boot;
 use crate::toolchain;
 
 use guest::Mode;
@@ -108,8 +109,7 @@ pub fn command(args: &E2eArgs) -> Result<()> {
         }
         for round in 0..args.runs {
             for (built, initrd) in &kernels {
-                let (run, timed_out, took) =
-                    boot_one(&ws, &qemu.binary, built, initrd, "-bench", timeout)?;
+                let (run, took) = boot_one(&ws, &qemu.binary, built, initrd, "-bench", timeout)?;
                 eprintln!(
                     "==> {}-bench boot {}/{}: {} timing jobs in {:.0}s",
                     built.variant.name(),
@@ -118,15 +118,15 @@ pub fn command(args: &E2eArgs) -> Result<()> {
                     run.bench.len(),
                     took.as_secs_f64()
                 );
-                bench.push((built.variant, run, timed_out));
+                bench.push((built.variant, run));
             }
         }
     }
 
-    let mut verdict = judge(&ws, &runs);
+    let mut verdict = verdict(&ws, &runs);
     print_times(&runs, &bench);
-    for (variant, run, timed_out) in &bench {
-        for f in bench_problems(*variant, run, *timed_out) {
+    for (variant, run) in &bench {
+        for f in bench_problems(*variant, run) {
             eprintln!("e2e: {f}");
             verdict.failures.push(f);
         }
@@ -168,7 +168,7 @@ impl Verdict {
 pub fn run_on(ws: &Workspace, built: &[Built], timeout: Duration) -> Result<Verdict> {
     let qemu = qemu::ensure(ws, toolchain::default_jobs())?;
     let runs = boot_cases(ws, &qemu.binary, built, timeout)?;
-    let verdict = judge(ws, &runs);
+    let verdict = verdict(ws, &runs);
     print_times(&runs, &[]);
     Ok(verdict)
 }
@@ -179,34 +179,34 @@ fn boot_cases(
     qemu: &Path,
     built: &[Built],
     timeout: Duration,
-) -> Result<Vec<(Variant, Run, bool)>> {
+) -> Result<Vec<(Variant, Run)>> {
     let mut runs = Vec::new();
     for b in built {
         let initrd = guest::initramfs(ws, b, Mode::Cases)?;
-        let (run, timed_out, took) = boot_one(ws, qemu, b, &initrd, "", timeout)?;
+        let (run, took) = boot_one(ws, qemu, b, &initrd, "", timeout)?;
         eprintln!(
             "==> {}: {} cases in {:.0}s",
             b.variant.name(),
             run.cases.len(),
             took.as_secs_f64()
         );
-        runs.push((b.variant, run, timed_out));
+        runs.push((b.variant, run));
     }
     Ok(runs)
 }
 
 /// Prints the case table and the page request path of each run, and
 /// collects every miss.
-fn judge(ws: &Workspace, runs: &[(Variant, Run, bool)]) -> Verdict {
-    let views: Vec<(Variant, &Run)> = runs.iter().map(|(v, r, _)| (*v, r)).collect();
+fn verdict(ws: &Workspace, runs: &[(Variant, Run)]) -> Verdict {
+    let views: Vec<(Variant, &Run)> = runs.iter().map(|(v, r)| (*v, r)).collect();
     println!("{}", report::table(&views));
     print_evidence(runs);
 
     let mut failures = Vec::new();
     let mut totals = Totals::default();
-    for (variant, run, timed_out) in runs {
+    for (variant, run) in runs {
         totals.add(&Totals::of(run));
-        for p in report::problems(run, *timed_out) {
+        for p in report::problems(run) {
             failures.push(format!("{}: {p}", variant.name()));
         }
     }
@@ -219,13 +219,13 @@ fn judge(ws: &Workspace, runs: &[(Variant, Run, bool)]) -> Verdict {
         eprintln!("e2e: {f}");
     }
     if !failures.is_empty() {
-        for (variant, _, _) in runs {
+        for (variant, _) in runs {
             if let Some(log) = run_log(ws, *variant, "") {
                 eprintln!("{}: console log kept at {log}", variant.name());
             }
         }
     }
-    let names: Vec<&str> = runs.iter().map(|(v, _, _)| v.name()).collect();
+    let names: Vec<&str> = runs.iter().map(|(v, _)| v.name()).collect();
     let line = format!(
         "e2e vtd ({}): {} cases, {} page requests, {} responses, {} lost, {} duplicated, {} wrong data, {} splats",
         names.join(" "),
@@ -248,7 +248,8 @@ fn run_log(ws: &Workspace, variant: Variant, suffix: &str) -> Option<String> {
     log.exists().then(|| log.display().to_string())
 }
 
-/// Boots `built` with the test QEMU and reads its console.
+/// Boots `built` with the test QEMU and reads its console: the results
+/// section, and the boot's judgement (timeout, kernel reports).
 fn boot_one(
     ws: &Workspace,
     qemu: &Path,
@@ -256,7 +257,7 @@ fn boot_one(
     initrd: &Path,
     suffix: &str,
     timeout: Duration,
-) -> Result<(Run, bool, Duration)> {
+) -> Result<(Run, Duration)> {
     let log = ws
         .logs()?
         .join(format!("e2e-x86_64-{}{suffix}.log", built.variant.name()));
@@ -264,8 +265,9 @@ fn boot_one(
         "==> booting {}{suffix} on q35 with the VT-d IOMMU and iopf-testdev",
         built.variant.name()
     );
-    let console = boot::boot_custom(
-        &boot::Boot {
+    let machine = machine_args();
+    let judged = judge::boot(
+        &Boot {
             arch: built.arch,
             image: &built.image,
             initrd: Some(initrd),
@@ -273,20 +275,23 @@ fn boot_one(
             timeout,
             log,
         },
-        qemu,
-        &machine_args(),
+        Machine::Custom {
+            qemu,
+            extra: &machine,
+        },
+        // KUnit is off: the guest program's results section is the result.
+        &Rules::default(),
     )?;
-    Ok((
-        report::parse(&console.text),
-        console.timed_out,
-        console.took,
-    ))
+    let mut run = report::parse(&judged.console.text);
+    run.splats = judged.splats;
+    run.boot_problems = judged.problems;
+    Ok((run, judged.console.took))
 }
 
 /// The trace lines and interrupt counts that show the page requests
 /// passing through the VT-d driver into the IOPF core, per kernel.
-fn print_evidence(runs: &[(Variant, Run, bool)]) {
-    for (variant, run, _) in runs {
+fn print_evidence(runs: &[(Variant, Run)]) {
+    for (variant, run) in runs {
         println!("{}: the VT-d page request path", variant.name());
         if let Some((prq, resp, _)) = run.trace {
             println!(
@@ -327,9 +332,9 @@ const BENCH_ROUNDS: usize = 3;
 /// one fault through the VT-d driver, the IOPF core and the SVA handler;
 /// `burst` has up to the allocation (256) in flight, and its job time per
 /// fault is the inverse of the throughput.
-fn print_times(runs: &[(Variant, Run, bool)], bench: &[(Variant, Run, bool)]) {
+fn print_times(runs: &[(Variant, Run)], bench: &[(Variant, Run)]) {
     println!("time per fault (device clock, microseconds):");
-    for (variant, run, _) in runs {
+    for (variant, run) in runs {
         if let Some((job, _)) = run
             .cases
             .iter()
@@ -345,7 +350,7 @@ fn print_times(runs: &[(Variant, Run, bool)], bench: &[(Variant, Run, bool)]) {
     }
     let variants: Vec<Variant> = bench
         .iter()
-        .map(|(v, _, _)| *v)
+        .map(|(v, _)| *v)
         .fold(Vec::new(), |mut acc, v| {
             if !acc.contains(&v) {
                 acc.push(v);
@@ -355,8 +360,8 @@ fn print_times(runs: &[(Variant, Run, bool)], bench: &[(Variant, Run, bool)]) {
     for variant in variants {
         let lines: Vec<&BTreeMap<String, String>> = bench
             .iter()
-            .filter(|(v, _, _)| *v == variant)
-            .flat_map(|(_, run, _)| &run.bench)
+            .filter(|(v, _)| *v == variant)
+            .flat_map(|(_, run)| &run.bench)
             .collect();
         let num = |b: &BTreeMap<String, String>, k: &str| -> f64 {
             b.get(k).and_then(|v| v.parse().ok()).unwrap_or(0.0)
@@ -390,12 +395,14 @@ fn print_times(runs: &[(Variant, Run, bool)], bench: &[(Variant, Run, bool)]) {
 }
 
 /// Problems of a benchmark boot: every timing job ran, answered in full.
-fn bench_problems(variant: Variant, run: &Run, timed_out: bool) -> Vec<String> {
-    let mut out = Vec::new();
+fn bench_problems(variant: Variant, run: &Run) -> Vec<String> {
     let name = format!("{}-bench", variant.name());
-    if timed_out {
-        out.push(format!("{name}: the boot timed out"));
-    }
+    // The timeout and the kernel's reports.
+    let mut out: Vec<String> = run
+        .boot_problems
+        .iter()
+        .map(|p| format!("{name}: {p}"))
+        .collect();
     if run.bench.len() != 2 * BENCH_ROUNDS {
         out.push(format!(
             "{name}: {} timing jobs reported, expected {}",
@@ -416,12 +423,6 @@ fn bench_problems(variant: Variant, run: &Run, timed_out: bool) -> Vec<String> {
                 b
             ));
         }
-    }
-    for s in &run.splats {
-        out.push(format!(
-            "{name}: kernel report at line {}: {}",
-            s.line, s.text
-        ));
     }
     out
 }

@@ -469,6 +469,63 @@ fn strip_timestamps(mut s: &str) -> &str {
     s
 }
 
+/// The text after a `# NAME:` mark on a console line, trimmed: the
+/// diagnostic lines that tests print for the workbench, e.g.
+/// `# iopf_bench: scenario=fixed_cost metric=faults_per_s value=1000`.
+/// Whatever precedes the mark (a printk timestamp, KTAP indentation, a
+/// KUnit case's own `# CASE:` prefix) is ignored.
+pub fn marked<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let mark = format!("# {name}:");
+    let at = line.find(&mark)?;
+    Some(line[at + mark.len()..].trim())
+}
+
+/// The text after the `# NAME:` mark of each console line that has one.
+pub fn marked_lines<'a>(console: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    console.lines().filter_map(move |line| marked(line, name))
+}
+
+/// The words of a marked line: `key=value` pairs, in order, and the other
+/// words. One parser for every `# NAME: key=value ...` line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields<'a> {
+    pub pairs: Vec<(&'a str, &'a str)>,
+    /// Words without `=`, in order.
+    pub words: Vec<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn parse(text: &'a str) -> Self {
+        let mut fields = Self::default();
+        for word in text.split_whitespace() {
+            match word.split_once('=') {
+                Some(pair) => fields.pairs.push(pair),
+                None => fields.words.push(word),
+            }
+        }
+        fields
+    }
+
+    /// The value of the first `key=`.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    /// The value of the first `key=`, parsed.
+    pub fn number<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
+        self.get(key)?.parse().ok()
+    }
+
+    /// Whether every word is a `key=value` pair with a key and a value.
+    pub fn strict(&self) -> bool {
+        self.words.is_empty()
+            && self
+                .pairs
+                .iter()
+                .all(|(k, v)| !k.is_empty() && !v.is_empty())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,5 +806,40 @@ ok 1 - works
         assert_eq!(todo, Some((Outcome::Skip, reason("TODO not written yet"))));
         assert_eq!(strip_timestamps("[vda] 2048"), "[vda] 2048");
         assert_eq!(strip_timestamps("[ 12.5][  C3]   x"), "  x");
+    }
+
+    #[test]
+    fn marked_lines_are_found_behind_any_prefix() {
+        let log = "[   12.3] # iopf_bench: scenario=a metric=b value=1\n\
+                   \x20   # iopf_rel_x: # iopf_reliability: expect_warning: iopf: x\n\
+                   # iopf_bench_x: not the mark\n\
+                   # iopf_benchmark: nor this\n";
+        assert_eq!(
+            marked(log.lines().next().unwrap(), "iopf_bench"),
+            Some("scenario=a metric=b value=1")
+        );
+        assert_eq!(
+            marked_lines(log, "iopf_reliability").collect::<Vec<_>>(),
+            ["expect_warning: iopf: x"]
+        );
+        assert_eq!(marked_lines(log, "iopf_bench").count(), 1);
+        assert_eq!(marked("# iopf_bench:", "iopf_bench"), Some(""));
+    }
+
+    #[test]
+    fn fields_keep_order_and_tell_loose_words() {
+        let f = Fields::parse("case=a n=3 x=0x10 end ratio=1.5 n=4");
+        assert_eq!(f.get("case"), Some("a"));
+        assert_eq!(f.number::<u64>("n"), Some(3), "the first of a key");
+        assert_eq!(f.number::<f64>("ratio"), Some(1.5));
+        assert_eq!(f.number::<u64>("x"), None);
+        assert_eq!(f.get("missing"), None);
+        assert_eq!(f.words, ["end"]);
+        assert!(!f.strict());
+        assert!(Fields::parse("a=1 b=2").strict());
+        assert!(!Fields::parse("a=1 b=").strict());
+        assert!(!Fields::parse("=1").strict());
+        assert_eq!(Fields::parse("k=v=w").get("k"), Some("v=w"));
+        assert_eq!(Fields::parse(""), Fields::default());
     }
 }

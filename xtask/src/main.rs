@@ -23,6 +23,7 @@ mod demo;
 mod diff;
 mod e2e;
 mod initramfs;
+mod judge;
 mod kconfig;
 mod kernel;
 mod ktap;

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::demo::{Code, Step};
+use crate::ktap;
 
 /// The events, in the `iommu` trace system.
 pub const EVENTS: [&str; 6] = [
@@ -78,9 +79,9 @@ impl Event {
         let at = line.find(": iopf_")?;
         let rest = &line[at + 2..];
         let (name, fields) = rest.split_once(": ")?;
-        let fields = fields
-            .split_whitespace()
-            .filter_map(|w| w.split_once('='))
+        let fields = ktap::Fields::parse(fields)
+            .pairs
+            .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Some(Self {

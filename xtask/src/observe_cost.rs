@@ -123,6 +123,11 @@ impl Costs {
         }
     }
 
+    /// Whether no boot measured anything.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
     /// `(row, median per flavour, noise of default)`.
     fn medians(&self) -> Vec<(String, [Option<f64>; FLAVOURS.len()], Option<f64>)> {
         self.values
@@ -322,6 +327,8 @@ mod tests {
             costs.add(0, &records("1", per_s, 1000.0));
         }
         costs.add(1, &records("1", 50.0, 2000.0));
+        assert!(Costs::default().is_empty());
+        assert!(!costs.is_empty());
         let m = costs.medians();
         assert_eq!(m.len(), 3, "allocs are not rows: {m:?}");
         assert_eq!(m[0].0, "faults_per_s value");

@@ -21,9 +21,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{Arch, ProfileArgs, Variant};
+use crate::judge::{self, Machine, Rules, Want};
 use crate::kernel::{self, Built, Profile};
 use crate::paths::Workspace;
-use crate::qemu::{self, Boot};
+use crate::qemu::Boot;
 use crate::toolchain;
 
 const VARIANTS: [Variant; 2] = [Variant::C, Variant::Rust];
@@ -263,7 +264,13 @@ fn boot_counted(
     let mut extra: Vec<&str> = ICOUNT.to_vec();
     extra.extend(["-plugin", &plugin_arg]);
     eprintln!("==> profile boot: {} {which}", built.variant.name());
-    let console = qemu::boot_tcg(
+    // The case boot must pass the case; the base boot only has to end.
+    let wants = if requested {
+        vec![Want::case("iopf_bench", case)]
+    } else {
+        Vec::new()
+    };
+    let judged = judge::boot(
         &Boot {
             arch: built.arch,
             image: &built.image,
@@ -272,17 +279,18 @@ fn boot_counted(
             timeout: Duration::from_secs(timeout),
             log: logs.join(format!("{name}.console.log")),
         },
-        &extra,
+        Machine::Tcg(&extra),
+        &Rules {
+            wants,
+            ..Rules::default()
+        },
     )?;
-    if console.timed_out {
-        bail!("profile boot timed out; log: {}", console.log.display());
-    }
-    let ran = console
-        .text
-        .lines()
-        .any(|l| l.trim_start().starts_with("ok ") && l.contains(case) && !l.contains("SKIP"));
-    if requested && !ran {
-        bail!("case {case} did not pass; log: {}", console.log.display());
+    if !judged.problems.is_empty() {
+        bail!(
+            "profile boot {which}: {}; log: {}",
+            judged.problems.join("; "),
+            judged.console.log.display()
+        );
     }
     fs::read_to_string(&tb).with_context(|| format!("reading {}", tb.display()))
 }

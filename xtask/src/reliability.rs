@@ -14,15 +14,15 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::cli::{Arch, Variant};
+use crate::judge::{self, Judged, Machine, Rules, Splats, Want};
 use crate::kernel::{self, Profile};
-use crate::ktap::{self, Outcome};
+use crate::ktap::{self, Fields};
 use crate::paths::Workspace;
-use crate::qemu::{self, Boot, Console};
+use crate::qemu::{Boot, Console};
 use crate::splat;
 
 /// The KUnit suite, and the prefix of its cases' figures.
 pub const SUITE: &str = "iopf_reliability";
-const MARK: &str = "# iopf_reliability:";
 
 /// The cases the KCSAN kernels run (a KUnit glob): the stress and the
 /// flood of 1,000,000 partial requests. Without KASAN and kmemleak, the
@@ -58,8 +58,8 @@ pub fn cmdline(leak_scan: bool) -> String {
         .to_string()
 }
 
-/// Marks `/init`'s own lines.
-const LEAK_MARK: &str = "# iopf-kmemleak:";
+/// Marks `/init`'s own lines (`# iopf-kmemleak: ...`).
+const LEAK_MARK: &str = "iopf-kmemleak";
 
 /// The end of a test boot's `/init`, with debugfs mounted: waits until the
 /// tests' objects are old enough to be reported (5 s), scans twice (a first
@@ -109,27 +109,22 @@ pub struct DiffFigures {
 }
 
 impl Figures {
-    /// Sums the figures lines of a console log.
+    /// Sums the figures lines of a console log: the suite's marked lines
+    /// with a `case=` (the others, e.g. `expect_warning:`, are not figures).
     pub fn parse(console: &str) -> Self {
         let mut out = Self::default();
-        for line in console.lines() {
-            let Some((_, rest)) = line.split_once(MARK) else {
+        for rest in ktap::marked_lines(console, SUITE) {
+            let f = Fields::parse(rest);
+            if f.get("case").is_none() {
                 continue;
-            };
-            out.cases += 1;
-            for (key, value) in rest.split_whitespace().filter_map(|kv| kv.split_once('=')) {
-                let Ok(n) = value.parse::<u64>() else {
-                    continue;
-                };
-                match key {
-                    "scenarios" => out.scenarios += n,
-                    "faults" => out.faults += n,
-                    "injected" => out.injected += n,
-                    "lost" => out.lost += n,
-                    "duplicated" => out.duplicated += n,
-                    _ => {}
-                }
             }
+            out.cases += 1;
+            let n = |key| f.number::<u64>(key).unwrap_or(0);
+            out.scenarios += n("scenarios");
+            out.faults += n("faults");
+            out.injected += n("injected");
+            out.lost += n("lost");
+            out.duplicated += n("duplicated");
         }
         out
     }
@@ -193,10 +188,7 @@ pub fn debug_figures(console: &str) -> Figures {
 /// Problems of a boot with the leak scan: the scan must have run to its end
 /// (leaks themselves are reports, found by [`splat::find`]).
 pub fn leak_scan_problems(console: &str) -> Vec<String> {
-    let marks: Vec<&str> = console
-        .lines()
-        .filter_map(|l| l.split_once(LEAK_MARK).map(|(_, m)| m.trim()))
-        .collect();
+    let marks: Vec<&str> = ktap::marked_lines(console, LEAK_MARK).collect();
     if marks.contains(&"done") || marks.contains(&"unavailable") {
         Vec::new()
     } else if marks.contains(&"scanning") {
@@ -243,51 +235,47 @@ pub fn kcsan(
     for b in built {
         let name = format!("{}-{}-kcsan", arch.kbuild_name(), b.variant.name());
         eprintln!("==> booting {name} under QEMU ({SUITE}.{KCSAN_CASES} only)");
-        let console = qemu::boot(&Boot {
-            arch,
-            image: &b.image,
-            initrd: None,
-            cmdline: &cmdline,
-            timeout: Duration::from_secs(timeout),
-            log: ws.logs()?.join(format!("{name}.console.log")),
-        })?;
-        runs.push(judge_kcsan(b.variant, console, timeout));
+        let judged = judge::boot(
+            &Boot {
+                arch,
+                image: &b.image,
+                initrd: None,
+                cmdline: &cmdline,
+                timeout: Duration::from_secs(timeout),
+                log: ws.logs()?.join(format!("{name}.console.log")),
+            },
+            Machine::Default,
+            &kcsan_rules(),
+        )?;
+        runs.push(judge_kcsan(b.variant, judged));
     }
     Ok(runs)
 }
 
-fn judge_kcsan(variant: Variant, console: Console, timeout: u64) -> KcsanRun {
-    let mut problems = Vec::new();
-    let mut unrelated = Vec::new();
-    if console.timed_out {
-        problems.push(format!("timed out after {timeout}s"));
+/// A KCSAN boot must pass the cases it runs; only reports that mention the
+/// IOPF code count (KCSAN finds races in the rest of the kernel too).
+fn kcsan_rules() -> Rules {
+    Rules {
+        wants: KCSAN_EXPECTED
+            .iter()
+            .map(|case| Want::case(SUITE, case))
+            .collect(),
+        splats: Splats::InIopf,
+        ktap_problems: false,
     }
-    let report = ktap::parse(&console.text);
-    for case in KCSAN_EXPECTED {
-        let outcome = report
-            .suite(SUITE)
-            .and_then(|s| s.cases.iter().find(|c| c.name == *case))
-            .map(|c| c.outcome);
-        if outcome != Some(Outcome::Pass) {
-            problems.push(format!("{SUITE}.{case}: {outcome:?}, not passed"));
-        }
-    }
-    let mut figures = Figures::parse(&console.text);
-    for s in splat::find(&console.text) {
-        let what = format!("console line {}: {}", s.line, s.text);
-        if splat::mentions_iopf(&console.text, &s) {
-            figures.sanitizer_reports += 1;
-            problems.push(format!("report in the IOPF code at {what}"));
-        } else {
-            unrelated.push(what);
-        }
-    }
+}
+
+fn judge_kcsan(variant: Variant, judged: Judged) -> KcsanRun {
+    let figures = Figures {
+        sanitizer_reports: judged.splats.len() as u64,
+        ..Figures::parse(&judged.console.text)
+    };
     KcsanRun {
         variant,
-        console,
+        console: judged.console,
         figures,
-        problems,
-        unrelated,
+        problems: judged.problems,
+        unrelated: judged.unrelated,
     }
 }
 
@@ -327,6 +315,8 @@ mod tests {
 [   10.1]     # iopf_reliability: case=iopf_rel_bad_fault_type scenarios=6 faults=14 injected=0 lost=0 duplicated=0
 [   10.2]     ok 1 iopf_rel_bad_fault_type
 [   11.0]     # iopf_reliability: case=iopf_rel_fail_nth_report scenarios=9 faults=63 injected=8 lost=0 duplicated=0 partial_enomem=3 groups_aborted=4
+[   10.3]     # iopf_rel_null_queue: # iopf_reliability: expect_warning: iopf: x called with a NULL queue
+[   10.4]     # iopf_reliability: pass:14 fail:0 skip:0 total:14
 [   30.0]     # iopf_reliability: case=iopf_rel_partial_flood scenarios=1 faults=1000001 injected=0 lost=1 duplicated=2 flood=1000000 peak_slab_kb=1234
 ";
 
@@ -416,39 +406,35 @@ mod tests {
         assert_eq!(leak_scan_problems("").len(), 1);
     }
 
-    fn console(text: &str) -> Console {
-        Console {
-            text: text.into(),
-            timed_out: false,
-            took: Duration::ZERO,
-            log: std::path::PathBuf::from("/dev/null"),
-        }
+    fn judged(text: &str) -> Judged {
+        let console = judge::console(text, false, std::path::Path::new("/dev/null"));
+        judge::judge(console, 60, &kcsan_rules())
     }
 
     const KTAP_PASS: &str = "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: iopf_reliability\n    1..2\n    ok 1 iopf_rel_partial_flood\n    ok 2 iopf_rel_stress\nok 1 iopf_reliability\n";
 
     #[test]
     fn kcsan_fails_on_iopf_reports_only() {
-        let clean = judge_kcsan(Variant::Rust, console(KTAP_PASS), 60);
+        let clean = judge_kcsan(Variant::Rust, judged(KTAP_PASS));
         assert!(clean.problems.is_empty(), "{:?}", clean.problems);
 
         let other =
             format!("{KTAP_PASS}[ 9.0] BUG: KCSAN: data-race in tick_sched_do_timer / tick_nohz\n");
-        let run = judge_kcsan(Variant::Rust, console(&other), 60);
+        let run = judge_kcsan(Variant::Rust, judged(&other));
         assert!(run.problems.is_empty());
         assert_eq!(run.unrelated.len(), 1);
         assert_eq!(run.figures.sanitizer_reports, 0);
 
         let ours =
             format!("{KTAP_PASS}[ 9.0] BUG: KCSAN: data-race in iopf_group_response / rel_work\n");
-        let run = judge_kcsan(Variant::C, console(&ours), 60);
+        let run = judge_kcsan(Variant::C, judged(&ours));
         assert_eq!(run.problems.len(), 1);
         assert_eq!(run.figures.sanitizer_reports, 1);
     }
 
     #[test]
     fn kcsan_fails_when_the_case_did_not_pass() {
-        let run = judge_kcsan(Variant::Rust, console("no tests\n"), 60);
+        let run = judge_kcsan(Variant::Rust, judged("no tests\n"));
         assert_eq!(run.problems.len(), 2);
     }
 }

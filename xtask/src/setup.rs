@@ -37,6 +37,8 @@ const PACKAGES: &[&str] = &[
     "ccache",
     "busybox-static",
     "libcap-dev",
+    // Tells that the selftests and busybox are static.
+    "file",
     // `make htmldocs` (Documentation/sphinx/requirements.txt).
     "python3-sphinx",
     "python3-yaml",

@@ -13,14 +13,14 @@ use crate::checks;
 use crate::cli::{Arch, RunArgs, TestArgs, Variant};
 use crate::diff;
 use crate::initramfs;
+use crate::judge::{self, Judged, Machine, Rules, Splats, Want};
 use crate::kernel::{self, Built};
-use crate::ktap::{self, Counts, Outcome, Report};
+use crate::ktap::{Counts, Outcome, Report};
 use crate::kunitpy;
 use crate::paths::Workspace;
-use crate::qemu::{self, Boot, Console};
+use crate::qemu::Boot;
 use crate::reliability;
 use crate::selftest::{self, Selection};
-use crate::splat;
 use crate::toolchain;
 
 /// KUnit suites each variant must run: a suite that is expected but absent
@@ -50,14 +50,35 @@ fn expected(suite: &str, variant: Variant) -> bool {
 struct Outcomes {
     variant: Variant,
     built: Built,
-    console: Console,
-    report: Report,
-    problems: Vec<String>,
+    judged: Judged,
 }
 
 impl Outcomes {
     fn failed(&self) -> bool {
-        !self.problems.is_empty() || self.report.counts().failed > 0
+        self.judged.failed()
+    }
+}
+
+/// What a test boot of `variant` on `arch` must show: every expected
+/// suite, no kernel report, no KTAP trouble.
+fn rules(arch: Arch, variant: Variant) -> Rules {
+    let mut wants: Vec<Want> = EXPECTED_SUITES
+        .iter()
+        .filter(|(suite, _)| expected(suite, variant))
+        .map(|(suite, _)| Want::ran(suite))
+        .collect();
+    wants.extend(
+        crate::demo::expected_suites(arch)
+            .iter()
+            .map(|suite| Want::Ran {
+                suite: suite.to_string(),
+                note: Some("the Rust IOPF sample".into()),
+            }),
+    );
+    Rules {
+        wants,
+        splats: Splats::Every,
+        ktap_problems: true,
     }
 }
 
@@ -71,58 +92,32 @@ fn boot_and_judge(
     let name = format!("{}-{}", built.arch.kbuild_name(), built.variant.name());
     eprintln!("==> booting {name} under QEMU");
     let log = ws.logs()?.join(format!("{name}.console.log"));
-    let console = qemu::boot(&Boot {
-        arch: built.arch,
-        image: &built.image,
-        initrd,
-        cmdline,
-        timeout: Duration::from_secs(timeout),
-        log,
-    })?;
-    let report = ktap::parse(&console.text);
-    let splats = splat::find(&console.text);
-
+    let mut judged = judge::boot(
+        &Boot {
+            arch: built.arch,
+            image: &built.image,
+            initrd,
+            cmdline,
+            timeout: Duration::from_secs(timeout),
+            log,
+        },
+        Machine::Default,
+        &rules(built.arch, built.variant),
+    )?;
+    let text = &judged.console.text;
     let mut problems = Vec::new();
-    if console.timed_out {
-        problems.push(format!("timed out after {timeout}s"));
-    }
-    for s in &splats {
-        problems.push(format!(
-            "kernel report at console line {}: {}",
-            s.line, s.text
-        ));
-    }
-    for (suite, _) in EXPECTED_SUITES {
-        if expected(suite, built.variant) && report.suite(suite).is_none() {
-            problems.push(format!("expected suite `{suite}` did not run"));
-        }
-    }
-    for suite in crate::demo::expected_suites(built.arch) {
-        if report.suite(suite).is_none() {
-            problems.push(format!(
-                "expected suite `{suite}` (the Rust IOPF sample) did not run"
-            ));
-        }
-    }
     if initrd.is_some() {
-        problems.extend(reliability::leak_scan_problems(&console.text));
+        problems.extend(reliability::leak_scan_problems(text));
         if built.variant == Variant::Rust {
-            problems.extend(crate::demo::problems(&console.text));
+            problems.extend(crate::demo::problems(text));
         }
     }
-    if built.variant == Variant::Rust {
-        problems.extend(bad_input::problems(&report));
-    }
-    problems.extend(report.problems.iter().cloned());
-    for suite in &report.suites {
-        problems.extend(suite.problems.iter().cloned());
-    }
+    problems.extend(bad_input::problems(&judged.report, built.variant));
+    judged.problems.extend(problems);
     Ok(Outcomes {
         variant: built.variant,
         built,
-        console,
-        report,
-        problems,
+        judged,
     })
 }
 
@@ -248,9 +243,9 @@ pub fn test(args: &TestArgs) -> Result<()> {
             None
         }
     };
-    let kunit = runs
-        .iter()
-        .fold(Counts::default(), |acc, r| add(acc, r.report.counts()));
+    let kunit = runs.iter().fold(Counts::default(), |acc, r| {
+        add(acc, r.judged.report.counts())
+    });
     let kunit = Counts {
         failed: kunit.failed + missing_failures(&runs),
         ..kunit
@@ -310,7 +305,7 @@ pub fn test(args: &TestArgs) -> Result<()> {
             built: &built,
             consoles: runs
                 .iter()
-                .map(|r| (r.variant, r.console.text.as_str()))
+                .map(|r| (r.variant, r.judged.console.text.as_str()))
                 .collect(),
         },
         &diff::TEST_PLAN,
@@ -318,7 +313,7 @@ pub fn test(args: &TestArgs) -> Result<()> {
     )?;
     let mut reliability = runs
         .iter()
-        .map(|r| reliability::debug_figures(&r.console.text))
+        .map(|r| reliability::debug_figures(&r.judged.console.text))
         .chain(kcsan.iter().map(|r| r.figures))
         .fold(reliability::Figures::default(), reliability::Figures::add);
     reliability.diff = Some(comparison.figures());
@@ -342,7 +337,7 @@ pub fn test(args: &TestArgs) -> Result<()> {
         eprintln!(
             "{}: console log kept at {}",
             r.variant.name(),
-            r.console.log.display()
+            r.judged.console.log.display()
         );
     }
     if !checks.is_empty() {
@@ -380,7 +375,7 @@ pub fn test(args: &TestArgs) -> Result<()> {
 /// still counts as one failure, so the counts line never reads all-green.
 fn missing_failures(runs: &[Outcomes]) -> usize {
     runs.iter()
-        .filter(|r| !r.problems.is_empty() && r.report.counts().failed == 0)
+        .filter(|r| !r.judged.problems.is_empty() && r.judged.report.counts().failed == 0)
         .count()
 }
 
@@ -407,7 +402,7 @@ fn render(arch: Arch, runs: &[Outcomes]) -> String {
     let mut out = String::new();
     let suites: BTreeSet<&str> = runs
         .iter()
-        .flat_map(|r| r.report.suites.iter().map(|s| s.name.as_str()))
+        .flat_map(|r| r.judged.report.suites.iter().map(|s| s.name.as_str()))
         .collect();
     let _ = writeln!(out, "\nKUnit results ({}):", arch.kbuild_name());
     let _ = write!(out, "  {:<32}", "suite");
@@ -418,7 +413,7 @@ fn render(arch: Arch, runs: &[Outcomes]) -> String {
     for suite in &suites {
         let _ = write!(out, "  {suite:<32}");
         for r in runs {
-            let cell = match r.report.suite(suite) {
+            let cell = match r.judged.report.suite(suite) {
                 Some(s) => {
                     let c = Report {
                         suites: vec![s.clone()],
@@ -452,7 +447,7 @@ fn render(arch: Arch, runs: &[Outcomes]) -> String {
     for suite in &suites {
         let mut cases: BTreeSet<String> = BTreeSet::new();
         for r in runs {
-            if let Some(s) = r.report.suite(suite) {
+            if let Some(s) = r.judged.report.suite(suite) {
                 cases.extend(s.cases.iter().map(|c| c.name.clone()));
             }
         }
@@ -460,9 +455,10 @@ fn render(arch: Arch, runs: &[Outcomes]) -> String {
             // Only the variants that ran the suite have a say.
             let per: Vec<(Variant, Option<Outcome>, Option<String>)> = runs
                 .iter()
-                .filter(|r| r.report.suite(suite).is_some())
+                .filter(|r| r.judged.report.suite(suite).is_some())
                 .map(|r| {
                     let c = r
+                        .judged
                         .report
                         .suite(suite)
                         .and_then(|s| s.cases.iter().find(|c| c.name == case));
@@ -500,11 +496,11 @@ fn render(arch: Arch, runs: &[Outcomes]) -> String {
             "  {:<6} build {:>6.1}s   boot+tests {:>6.1}s",
             r.variant.name(),
             r.built.took.as_secs_f64(),
-            r.console.took.as_secs_f64()
+            r.judged.console.took.as_secs_f64()
         );
     }
     for r in runs {
-        for p in &r.problems {
+        for p in &r.judged.problems {
             let _ = writeln!(out, "  PROBLEM [{}]: {p}", r.variant.name());
         }
     }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::cli::Variant;
+use crate::ktap;
 use crate::splat;
 
 use super::guest::{BENCH_MARK, KMSG_MARK, MARK, RESULTS, RESULTS_END, TRACE_MARK};
@@ -75,7 +76,10 @@ pub struct Run {
     /// The PRQ interrupt line of /proc/interrupts before and after.
     pub prq_irq: (Option<String>, Option<String>),
     pub kmemleak_done: bool,
+    /// The kernel's reports, from the boot's judgement ([`crate::judge`]).
     pub splats: Vec<splat::Splat>,
+    /// The boot's own problems, from its judgement: a timeout, each report.
+    pub boot_problems: Vec<String>,
     /// The benchmark lines, as key=value maps.
     pub bench: Vec<BTreeMap<String, String>>,
 }
@@ -84,8 +88,9 @@ fn marked<'a>(line: &'a str, mark: &str) -> Option<&'a str> {
     line.split_once(mark).map(|(_, rest)| rest.trim())
 }
 
+/// The `key=value` pairs of a marked line ([`ktap::Fields`]).
 fn key_values(text: &str) -> impl Iterator<Item = (&str, &str)> {
-    text.split_whitespace().filter_map(|w| w.split_once('='))
+    ktap::Fields::parse(text).pairs.into_iter()
 }
 
 /// The results section that `/init` prints at the end of the boot, whole
@@ -103,13 +108,10 @@ fn results(console: &str) -> Vec<&str> {
     rest[..end].to_vec()
 }
 
-/// Parses a console log: the results section, and the reports (splats)
-/// anywhere in it.
+/// Parses a console log's results section; the boot's judgement fills in
+/// the reports and the boot's problems.
 pub fn parse(console: &str) -> Run {
-    let mut run = Run {
-        splats: splat::find(console),
-        ..Run::default()
-    };
+    let mut run = Run::default();
     let mut whys = BTreeMap::new();
     let mut unbinding = None;
     for line in results(console) {
@@ -223,11 +225,8 @@ impl Totals {
 }
 
 /// Why a run of the cases fails; empty when it passes.
-pub fn problems(run: &Run, timed_out: bool) -> Vec<String> {
-    let mut out = Vec::new();
-    if timed_out {
-        out.push("the boot timed out".into());
-    }
+pub fn problems(run: &Run) -> Vec<String> {
+    let mut out = run.boot_problems.clone();
     if !run.done {
         out.push("the test program did not finish".into());
     }
@@ -247,9 +246,6 @@ pub fn problems(run: &Run, timed_out: bool) -> Vec<String> {
             "{} lost, {} duplicated, {} wrong data",
             totals.lost, totals.duplicated, totals.wrong
         ));
-    }
-    for s in &run.splats {
-        out.push(format!("kernel report at line {}: {}", s.line, s.text));
     }
     match run.trace {
         None => out.push("no trace counts of the VT-d page request path".into()),
@@ -429,7 +425,7 @@ mod tests {
     #[test]
     fn a_failed_case_a_missing_case_and_a_wrong_trace_count_are_problems() {
         let run = parse(LOG);
-        let problems = problems(&run, false);
+        let problems = problems(&run);
         let has = |s: &str| problems.iter().any(|p| p.contains(s));
         assert!(has("case write-readonly failed: 4 SUCCESS responses"));
         assert!(has("case burst did not report"));
@@ -444,7 +440,7 @@ mod tests {
         let cut = LOG.replace("# e2e: results\n", "");
         let run = parse(&cut);
         assert!(run.cases.is_empty() && !run.done && run.unbinds.is_empty());
-        assert!(problems(&run, false)
+        assert!(problems(&run)
             .iter()
             .any(|p| p == "the test program did not finish"));
     }
