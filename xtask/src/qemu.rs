@@ -1,4 +1,5 @@
-//! Booting a kernel under QEMU and capturing its serial console.
+//! Booting a kernel under QEMU and capturing its serial console. Commands
+//! boot through [`crate::judge`], which also judges what the kernel printed.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
