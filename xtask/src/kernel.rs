@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checks;
@@ -237,7 +237,22 @@ pub const IOPF_API: &[&str] = &[
 /// for `rust`, no io-pgfault.o, every API function defined by the Rust
 /// object and exported; for `c`, io-pgfault.o.
 pub fn check_iopf_objects(out: &Path, variant: Variant) -> Result<()> {
-    let c_object = out.join("drivers/iommu/io-pgfault.o");
+    // Linked, not merely present: a build directory reused across configs
+    // (`cargo xtask patch --check-bisect`) keeps objects it no longer links.
+    let c_object = Path::new("drivers/iommu/io-pgfault.o");
+    let members = std::process::Command::new(format!("{}/llvm-ar", toolchain::LLVM_BIN))
+        .current_dir(out)
+        .args(["t", "drivers/iommu/built-in.a"])
+        .output()
+        .context("running llvm-ar")?;
+    ensure!(
+        members.status.success(),
+        "llvm-ar t drivers/iommu/built-in.a failed in {}",
+        out.display()
+    );
+    let c_linked = String::from_utf8_lossy(&members.stdout)
+        .lines()
+        .any(|m| Path::new(m).ends_with(c_object));
     let system_map = fs::read_to_string(out.join("System.map")).context("reading System.map")?;
     for sym in IOPF_API {
         if !system_map.contains(&format!(" __ksymtab_{sym}\n")) {
@@ -246,13 +261,13 @@ pub fn check_iopf_objects(out: &Path, variant: Variant) -> Result<()> {
     }
     match variant {
         Variant::C => {
-            if !c_object.exists() {
+            if !c_linked {
                 bail!("variant c was built without drivers/iommu/io-pgfault.o");
             }
         }
         Variant::Rust => {
-            if c_object.exists() {
-                bail!("variant rust still has {}", c_object.display());
+            if c_linked {
+                bail!("variant rust links {}", c_object.display());
             }
             let rust_object = out.join("drivers/iommu/iopf/iopf.o");
             let nm = std::process::Command::new(format!("{}/llvm-nm", toolchain::LLVM_BIN))
