@@ -1015,7 +1015,7 @@ static void diff_do_report(struct diff_stream *st, const struct diff_op *op)
 	    (op->mode == IOPF_H_DEFER || op->mode == IOPF_H_HANDOFF)) {
 		/* Deferred answers are part of this operation. */
 		iopf_queue_flush_dev(dd->hd->dev);
-		flush_workqueue(st->ctx->h->wq);
+		iopf_h_handoff_flush(st->ctx->h);
 	}
 	kept = diff_take_kept(dd, k);
 	if (kept != !!k)

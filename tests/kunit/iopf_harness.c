@@ -170,6 +170,8 @@ struct iopf_h *iopf_h_create(struct kunit *test, const struct iopf_h_opts *opts)
 	spin_lock_init(&h->lock);
 	INIT_LIST_HEAD(&h->handoff);
 	INIT_WORK(&h->handoff_work, iopf_h_handoff_work);
+	atomic_set(&h->handoffs, 0);
+	init_waitqueue_head(&h->handoff_wait);
 
 	if (opts->max_seq) {
 		h->max_seq = opts->max_seq;
@@ -484,7 +486,26 @@ static void iopf_h_handoff_work(struct work_struct *work)
 		iopf_h_answer(to_iopf_h_handle(group->attach_handle), group,
 			      iopf_h_group_code(to_iopf_h_handle(group->attach_handle),
 						group));
+		if (atomic_dec_and_test(&h->handoffs))
+			wake_up_all(&h->handoff_wait);
 	}
+}
+
+/**
+ * iopf_h_handoff_flush() - Wait until every handed-off group is answered
+ * @h: the context, with a handoff workqueue
+ *
+ * flush_workqueue() alone does not do: the groups of every handle share one
+ * work item, and queue_work() returns false as soon as another thread has
+ * set its pending bit, possibly before that thread has put it on the
+ * workqueue, where a flush would find it. A reporter whose queue_work() saw
+ * the pending bit could then flush an empty workqueue and return while its
+ * group is still on the handoff list, answered later.
+ */
+void iopf_h_handoff_flush(struct iopf_h *h)
+{
+	flush_workqueue(h->wq);
+	wait_event(h->handoff_wait, !atomic_read(&h->handoffs));
 }
 
 /**
@@ -540,6 +561,7 @@ int iopf_h_handler(struct iopf_group *group)
 		return ret;
 	case IOPF_H_HANDOFF:
 		iopf_group_dequeue(group);
+		atomic_inc(&h->handoffs);
 		spin_lock_irqsave(&h->lock, flags);
 		list_add_tail(&group->node, &h->handoff);
 		spin_unlock_irqrestore(&h->lock, flags);

@@ -31,6 +31,7 @@
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
+#include <linux/wait.h>
 #include <linux/workqueue.h>
 
 #include "iopf_mock_iommu.h"
@@ -223,6 +224,9 @@ struct iopf_h {
 	struct list_head handoff;
 	struct work_struct handoff_work;
 	struct workqueue_struct *wq;
+	/* Groups handed off and not answered yet, for iopf_h_handoff_flush() */
+	atomic_t handoffs;
+	wait_queue_head_t handoff_wait;
 };
 
 /* A device on a queue, flushed and removed when the test ends. */
@@ -296,6 +300,7 @@ struct iopf_group *iopf_h_kept_pop(struct iopf_h_handle *hh);
 unsigned int iopf_h_answer_kept(struct iopf_h_handle *hh,
 				enum iommu_page_response_code code);
 void iopf_h_release_kept(struct iopf_h_handle *hh);
+void iopf_h_handoff_flush(struct iopf_h *h);
 
 /* Queue membership and the flush-and-remove cleanup */
 int iopf_h_dev_add(struct iopf_h_dev *hd, struct iopf_queue *queue);
