@@ -11,4 +11,6 @@
  * divergence here (before the end marker), for the developer to commit
  * with the fix.
  */
+/* Device 3 from op 12288: a hand-off answered late (iopf_h_handoff_flush()). */
+IOPF_DIFF_SEED(conc, 1519227812289879002, 25000)
 /* iopf_diff seeds end */
