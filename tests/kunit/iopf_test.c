@@ -1101,6 +1101,33 @@ static void iopf_test_release_on_answer(void *data, struct device *dev,
 
 	complete(&h->work_release);
 }
+
+/*
+ * Reports @l, a last request of @env's device, to a handler that defers it
+ * to the queue's workqueue, where its work item starts and holds the group
+ * until the mock IOMMU's next response; the device is forgotten by the
+ * harness, for the case to take it off its queue. Returns the handle.
+ */
+static struct iopf_h_handle *iopf_test_hold_work(struct kunit *test,
+						 struct iopf_test_env *env,
+						 struct iopf_fault *l)
+{
+	struct device *dev = env->dev[0];
+	struct iopf_h_handle *h;
+	struct iopf_h_member *m;
+
+	h = iopf_test_attach_rid(test, env, dev, IOPF_H_DEFER);
+	h->hold_work = true;
+	m = iopf_test_add_device(env, env->queue, dev);
+	*l = make_fault(env, 0, 1, true, false);
+	iopf_h_report(env->h, dev, l, 0);
+	wait_for_completion(&h->work_started);
+
+	/* The work item goes on once the removal has answered its group. */
+	iopf_mock_iommu_set_tap(env->mock, iopf_test_release_on_answer, h);
+	iopf_h_forget_member(m);
+	return h;
+}
 #endif
 
 /*
@@ -1117,20 +1144,9 @@ static void iopf_test_remove_with_work_queued(struct kunit *test)
 #else
 	struct iopf_test_env *env = iopf_test_setup(test, 0, 1);
 	struct device *dev = env->dev[0];
-	struct iopf_h_handle *h;
-	struct iopf_h_member *m;
 	struct iopf_fault l;
+	struct iopf_h_handle *h = iopf_test_hold_work(test, env, &l);
 
-	h = iopf_test_attach_rid(test, env, dev, IOPF_H_DEFER);
-	h->hold_work = true;
-	m = iopf_test_add_device(env, env->queue, dev);
-	l = make_fault(env, 0, 1, true, false);
-	iopf_h_report(env->h, dev, &l, 0);
-	wait_for_completion(&h->work_started);
-
-	/* The work item goes on once the removal has answered its group. */
-	iopf_mock_iommu_set_tap(env->mock, iopf_test_release_on_answer, h);
-	iopf_h_forget_member(m);
 	iopf_queue_remove_device(env->queue, dev);
 	iopf_h_expect_log_count(test, env->log, 1);
 	iopf_h_expect_resp(test, env->log, 0, dev, &l, IOMMU_PAGE_RESP_INVALID);
@@ -1154,19 +1170,9 @@ static void iopf_test_queue_free_with_work_queued(struct kunit *test)
 #else
 	struct iopf_test_env *env = iopf_test_setup(test, 0, 1);
 	struct device *dev = env->dev[0];
-	struct iopf_h_handle *h;
-	struct iopf_h_member *m;
 	struct iopf_fault l;
+	struct iopf_h_handle *h = iopf_test_hold_work(test, env, &l);
 
-	h = iopf_test_attach_rid(test, env, dev, IOPF_H_DEFER);
-	h->hold_work = true;
-	m = iopf_test_add_device(env, env->queue, dev);
-	l = make_fault(env, 0, 1, true, false);
-	iopf_h_report(env->h, dev, &l, 0);
-	wait_for_completion(&h->work_started);
-
-	iopf_mock_iommu_set_tap(env->mock, iopf_test_release_on_answer, h);
-	iopf_h_forget_member(m);
 	iopf_h_queue_free_now(test, env->queue);
 	env->queue = NULL;
 	iopf_mock_iommu_set_tap(env->mock, NULL, NULL);
