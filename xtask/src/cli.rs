@@ -43,6 +43,10 @@ pub enum Command {
     /// The long differential run: the same random streams of IOPF
     /// operations through both non-debug kernels, their logs compared.
     Diff(DiffArgs),
+    /// Count the KUnit assertions each IOPF case executes, with the tests of
+    /// a base revision and with the repo's, on one Rust kernel of its own,
+    /// and show, case by case, that a port of the tests lost none.
+    Assertions(AssertionsArgs),
 }
 
 #[derive(Args)]
@@ -300,6 +304,26 @@ pub struct DiffArgs {
     /// Seconds one kernel's boot may take.
     #[arg(long, default_value_t = 14_400)]
     pub timeout: u64,
+}
+
+#[derive(Args)]
+pub struct AssertionsArgs {
+    /// The revision whose `tests/kunit` is the "before" (the parent of the
+    /// port to the shared harness, 382bf6e, by default).
+    #[arg(long, default_value = "6fa1734")]
+    pub base: String,
+    /// Seconds one boot (every IOPF suite, the benchmark's too) may take.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+    /// Parallel make jobs (default: number of CPUs).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// The table's file (default: `tests/assertions/port-<base>.txt`).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Do not build or boot: compare the console logs of the last run.
+    #[arg(long)]
+    pub from_logs: bool,
 }
 
 fn variants_or_all(chosen: &[Variant]) -> Vec<Variant> {

@@ -126,45 +126,114 @@ pub fn build_profile(
     }
 
     let out = ws.profile_build_dir(arch, variant, profile.suffix());
-    fs::create_dir_all(&out)?;
     let name = format!(
         "{}-{}{}",
         arch.kbuild_name(),
         variant.name(),
         profile.suffix()
     );
-
-    // The configuration: allnoconfig plus the merged fragments, checked.
-    let read_fragment = |name: &str| -> Result<Fragment> {
-        let path = ws.repo.join("configs").join(name);
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        Fragment::parse(&text).with_context(|| path.display().to_string())
+    let merged = merged_fragments(ws, &fragments(arch, variant, profile))?;
+    let late = profile
+        .late_fragment()
+        .map(|late| read_fragment(ws, late))
+        .transpose()?;
+    // Clippy compiles the Rust of the test kernels, so that its findings cost no build of
+    // their own; `checks` keeps them.
+    let clippy = profile == Profile::Test;
+    let tree = Tree {
+        work: &work,
+        out: &out,
+        arch,
+        jobs,
     };
-    let mut merged = Fragment::default();
-    for frag in fragments(arch, variant, profile) {
-        merged.merge(&read_fragment(&frag)?);
+    configure_and_make(&tree, &name, &merged, late.as_ref(), clippy)?;
+    if clippy {
+        let log = fs::read_to_string(out.join("build.log"))?;
+        checks::update_clippy(&out, &log, &work.to_string_lossy())?;
     }
+    check_iopf_objects(&out, variant)?;
+    let took = start.elapsed();
+    eprintln!("==> built {name} in {:.0}s", took.as_secs_f64());
+    Ok(Built {
+        arch,
+        variant,
+        image: image_path(&out, arch),
+        took,
+    })
+}
+
+/// A kernel tree and where to build it.
+pub struct Tree<'a> {
+    /// The source tree, the overlay applied.
+    pub work: &'a Path,
+    /// The build directory (`O=`).
+    pub out: &'a Path,
+    pub arch: Arch,
+    pub jobs: usize,
+}
+
+/// A fragment of `configs/`, parsed.
+pub fn read_fragment(ws: &Workspace, name: &str) -> Result<Fragment> {
+    let path = ws.repo.join("configs").join(name);
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Fragment::parse(&text).with_context(|| path.display().to_string())
+}
+
+/// The fragments of `configs/` named by `names`, merged in order.
+pub fn merged_fragments(ws: &Workspace, names: &[String]) -> Result<Fragment> {
+    let mut merged = Fragment::default();
+    for name in names {
+        merged.merge(&read_fragment(ws, name)?);
+    }
+    Ok(merged)
+}
+
+/// The image `make` leaves in `out`.
+pub fn image_path(out: &Path, arch: Arch) -> PathBuf {
+    match arch {
+        Arch::X86_64 => out.join("arch/x86/boot/bzImage"),
+        Arch::Arm64 => out.join("arch/arm64/boot/Image"),
+    }
+}
+
+/// Configures `tree.out` as `allnoconfig` plus `merged` (and `late`, set on
+/// the finished configuration), checks that Kconfig honoured every symbol,
+/// and builds the image and the modules, logging to `build.log` there
+/// (`clippy`: through Clippy). Returns the image.
+pub fn configure_and_make(
+    tree: &Tree,
+    name: &str,
+    merged: &Fragment,
+    late: Option<&Fragment>,
+    clippy: bool,
+) -> Result<PathBuf> {
+    let Tree {
+        work,
+        out,
+        arch,
+        jobs,
+    } = *tree;
+    fs::create_dir_all(out)?;
+    let mut merged = merged.clone();
     let allconfig = out.join("iopf.config");
     fs::write(&allconfig, merged.render())?;
-    let mut cmd = toolchain::make(&work, &out, arch, jobs);
+    let mut cmd = toolchain::make(work, out, arch, jobs);
     cmd.arg(format!("KCONFIG_ALLCONFIG={}", allconfig.display()))
         .arg("allnoconfig");
     run_logged(cmd, &out.join("config.log"), &format!("configuring {name}"))?;
-    if let Some(late) = profile.late_fragment() {
-        let late = read_fragment(late)?;
+    if let Some(late) = late {
         // Later lines of a .config override earlier ones.
         let mut text = fs::read_to_string(out.join(".config"))?;
         text.push_str(&late.render());
         fs::write(out.join(".config"), text)?;
-        let mut cmd = toolchain::make(&work, &out, arch, jobs);
+        let mut cmd = toolchain::make(work, out, arch, jobs);
         cmd.arg("olddefconfig");
         run_logged(
             cmd,
             &out.join("config-late.log"),
             &format!("configuring {name}: late fragment"),
         )?;
-        merged.merge(&late);
+        merged.merge(late);
     }
     let dot_config = Fragment::parse(&fs::read_to_string(out.join(".config"))?)?;
     let wrong = merged.mismatches(&dot_config);
@@ -175,34 +244,19 @@ pub fn build_profile(
         );
     }
 
-    let (target, image) = match arch {
-        Arch::X86_64 => ("bzImage", "arch/x86/boot/bzImage"),
-        Arch::Arm64 => ("Image", "arch/arm64/boot/Image"),
+    let target = match arch {
+        Arch::X86_64 => "bzImage",
+        Arch::Arm64 => "Image",
     };
-    let mut cmd = toolchain::make(&work, &out, arch, jobs);
+    let mut cmd = toolchain::make(work, out, arch, jobs);
     // Modules too: modpost fails on a modular caller of an unexported symbol.
     cmd.args([target, "modules"]);
-    if profile == Profile::Test {
-        // Clippy compiles the Rust of the test kernels, so that its findings cost no build of
-        // their own; `checks` keeps them.
+    if clippy {
         cmd.arg("CLIPPY=1")
             .arg(format!("CLIPPY_DRIVER={}", toolchain::CLIPPY_DRIVER));
     }
-    let log = out.join("build.log");
-    run_logged(cmd, &log, &format!("building {name}"))?;
-    if profile == Profile::Test {
-        let tree = work.to_string_lossy();
-        checks::update_clippy(&out, &fs::read_to_string(&log)?, &tree)?;
-    }
-    check_iopf_objects(&out, variant)?;
-    let took = start.elapsed();
-    eprintln!("==> built {name} in {:.0}s", took.as_secs_f64());
-    Ok(Built {
-        arch,
-        variant,
-        image: out.join(image),
-        took,
-    })
+    run_logged(cmd, &out.join("build.log"), &format!("building {name}"))?;
+    Ok(image_path(out, arch))
 }
 
 /// Takes the exclusive build lock, waiting for other xtask processes: the

@@ -13,7 +13,9 @@
 //! - `e2e`     a QEMU PCIe device faults through the Intel VT-d driver;
 //! - `patch`   the patch series: `git format-patch`, checked with `git am` and checkpatch.
 //! - `diff`    the long differential run: random streams through both kernels.
+//! - `assertions` the KUnit assertions each case runs, before and after a port of the tests.
 
+mod assertions;
 mod bad_input;
 mod bench;
 mod checkpatch;
@@ -73,5 +75,6 @@ fn main() -> Result<()> {
         cli::Command::E2e(args) => e2e::command(&args),
         cli::Command::Patch(args) => series::command(&args),
         cli::Command::Diff(args) => diff::run(&args),
+        cli::Command::Assertions(args) => assertions::run(&args),
     }
 }
