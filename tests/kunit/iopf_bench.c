@@ -59,7 +59,14 @@
  *   held_partials layout=L n=N
  *                    N partials of other groups held on the device, then
  *                    2048 last-page requests of a single-page group timed
- *                    one by one; N = 0, 64, 512, 4096. layout=pcie: the held
+ *                    one by one; N = 0, 64, 512, 4096. The N partials are
+ *                    held twice, each one timed: first on a device that
+ *                    held none before (partial_first_ns: the one-time
+ *                    costs, such as the first run of the code under TCG,
+ *                    new slabs and the Rust core's index growing), then,
+ *                    after iopf_queue_discard_partial(), again
+ *                    (partial_ns: a device that held partials before).
+ *                    layout=pcie: the held
  *                    partials spread over group ids 1..511 (PCIe page
  *                    request group indexes are 9 bits), layout=distinct:
  *                    one partial per group, ids 1..N (the API takes a u32).
@@ -582,6 +589,24 @@ static unsigned int bench_held_max(unsigned int n)
 #endif
 }
 
+/* Holds n partials of other groups on dev, timing each one into hold[]. */
+static void bench_hold_partials(struct bench_env *env, struct device *dev,
+				enum bench_layout layout, unsigned int n,
+				u64 *hold, unsigned int *errors)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		u64 t0 = ktime_get_ns();
+
+		*errors += !!bench_report(env, dev, bench_held_grpid(layout, i),
+					  false, 0);
+		hold[i] = ktime_get_ns() - t0;
+		if (!(i % 64))
+			cond_resched();
+	}
+}
+
 static void iopf_bench_held_partials(struct kunit *test)
 {
 	static const unsigned int counts[] = { 0, 64, 512, BENCH_MAX_HELD };
@@ -604,17 +629,13 @@ static void iopf_bench_held_partials(struct kunit *test)
 				 "scenario=held_partials layout=%s n=%u",
 				 bench_layout_names[layout], n);
 
-			/* Hold n partials of other groups. */
-			for (i = 0; i < n; i++) {
-				u64 t0 = ktime_get_ns();
-
-				errors += !!bench_report(env, dev,
-						bench_held_grpid(layout, i),
-						false, 0);
-				hold[i] = ktime_get_ns() - t0;
-				if (!(i % 64))
-					cond_resched();
-			}
+			/* Hold n partials of other groups, twice (see above). */
+			bench_hold_partials(env, dev, layout, n, hold, &errors);
+			if (n)
+				bench_log_stats(test, key, "partial_first_ns",
+						hold, n);
+			iopf_queue_discard_partial(env->queue);
+			bench_hold_partials(env, dev, layout, n, hold, &errors);
 
 			/* Then time last-page requests of group 0, one by one. */
 			for (i = 0; i < BENCH_PROBE_WARMUP; i++)

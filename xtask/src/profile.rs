@@ -33,10 +33,12 @@ const PER: &str = "iommu_report_device_fault";
 /// As the bench's instruction-count boot.
 const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off,align=off"];
 
-/// Instructions executed per symbol, and executions of each symbol's first block.
+/// Instructions executed per symbol, executions of its translation blocks, and executions of
+/// its first block.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Counts {
     pub insns: HashMap<String, i64>,
+    pub blocks: HashMap<String, i64>,
     pub entries: HashMap<String, i64>,
 }
 
@@ -87,6 +89,7 @@ pub fn count(tb: &str, syms: &Symbols) -> Counts {
             continue;
         };
         *counts.insns.entry(name.clone()).or_default() += insns * execs;
+        *counts.blocks.entry(name.clone()).or_default() += execs;
         if *start == vaddr {
             *counts.entries.entry(name.clone()).or_default() += execs;
         }
@@ -105,6 +108,7 @@ pub fn subtract(a: &Counts, b: &Counts) -> Counts {
     };
     Counts {
         insns: diff(&a.insns, &b.insns),
+        blocks: diff(&a.blocks, &b.blocks),
         entries: diff(&a.entries, &b.entries),
     }
 }
@@ -168,6 +172,28 @@ pub fn render(case: &str, per_variant: &[(Variant, Counts)], top: usize) -> Resu
         let _ = write!(out, " {:>9.1}", total as f64 / *calls as f64);
     }
     out.push('\n');
+    // Under TCG, time follows blocks more than instructions: each block pays for its dispatch,
+    // and a block reached by a return or an indirect jump, or by a jump to another page, for a
+    // lookup of its translation. Function entries count the calls (and jumps to a function's
+    // first instruction).
+    let sums = |c: &Counts| {
+        (
+            c.blocks.values().sum::<i64>(),
+            c.entries.values().sum::<i64>(),
+        )
+    };
+    for (label, blocks) in [
+        ("translation blocks executed", true),
+        ("function entries", false),
+    ] {
+        let _ = write!(out, "  {label:<56}");
+        for (_, calls, c) in &per_request {
+            let (b, e) = sums(c);
+            let total = if blocks { b } else { e };
+            let _ = write!(out, " {:>9.1}", total as f64 / *calls as f64);
+        }
+        out.push('\n');
+    }
     let _ = write!(out, "  {:<56}", format!("requests ({PER} calls)"));
     for (_, calls, _) in &per_request {
         let _ = write!(out, " {calls:>9}");
@@ -399,6 +425,11 @@ ffffffff81000400 T _RNvMNtCs7ilKoA05s5D_4iopf5groupNtB2_5Group3new
         assert!(row(PER).ends_with("10.0      10.0"), "{text}");
         assert!(row("helper").ends_with("4.0       4.0"), "{text}");
         assert!(row("total").ends_with("14.0      14.0"), "{text}");
+        assert!(
+            row("translation blocks").ends_with("2.0       2.0"),
+            "{text}"
+        );
+        assert!(row("function entries").ends_with("2.0       2.0"), "{text}");
     }
 
     #[test]

@@ -277,6 +277,24 @@ pub fn test(args: &TestArgs) -> Result<()> {
         )?)
     };
 
+    // What does not fit in the CI budget has its own command.
+    for (what, command) in [
+        (
+            "differential long run (10^7 operations)",
+            "cargo xtask diff",
+        ),
+        (
+            "build of every patch of the series",
+            "cargo xtask patch --check-bisect",
+        ),
+        (
+            "assertion counts of the harness port",
+            "cargo xtask assertions",
+        ),
+    ] {
+        eprintln!("==> {what}: not run (opt-in: `{command}`)");
+    }
+
     // The VT-d end-to-end test on the same kernels: a QEMU PCIe device
     // faulting through the Intel VT-d driver (see e2e.rs).
     let e2e = if args.kunit_only || args.no_e2e || arch != Arch::X86_64 {

@@ -3,9 +3,11 @@
 //! A device's fault data: `struct iommu_fault_param`.
 //!
 //! Created by `iopf_queue_add_device()` and published in `dev->iommu->fault_param`, where the
-//! report path finds it under RCU and takes a reference. The queue holds one reference until
+//! report path finds it under RCU. The queue holds one reference until
 //! `iopf_queue_remove_device()` unpublishes it, and every group of the device holds one until it
-//! is freed, so groups that their handlers keep after the removal still reach the device.
+//! is freed, so groups that their handlers keep after the removal still reach the device. A
+//! partial request takes no reference: it is held under RCU and the partials' spinlock, which
+//! does not sleep. A last request takes one for its group.
 
 use kernel::{
     device::Device,
@@ -14,25 +16,34 @@ use kernel::{
         DeviceFaults,
         Endpoint,
         Fault,
+        FaultChain,
         FaultOwner,
         PageResponseOp, //
     },
-    new_mutex,
+    new_mutex, new_spinlock,
     prelude::*,
     sync::{
         aref::ARef,
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
         rcu::{
             self,
             Rcu, //
         },
         Arc,
-        Mutex, //
+        Mutex,
+        SpinLock, //
     },
     workqueue::OwnedQueue,
 };
 
 use crate::{
-    partial::Partials,
+    partial::{
+        Incomplete,
+        Partials, //
+    },
     stats::Stats, //
 };
 
@@ -50,12 +61,6 @@ impl FaultDevice<'_> {
     }
 }
 
-/// What a device's fault lock protects besides its pending groups.
-pub(crate) struct State {
-    pub(crate) partials: Partials,
-    pub(crate) stats: Stats,
-}
-
 /// The fault data of one device.
 #[pin_data]
 pub(crate) struct FaultParam {
@@ -64,31 +69,38 @@ pub(crate) struct FaultParam {
     respond: PageResponseOp,
     /// The workqueue of the device's queue.
     wq: Arc<OwnedQueue>,
-    /// The device's fault lock: its pending groups and held partial requests.
+    /// The device's fault lock: its pending groups, and what its requests came to.
     #[pin]
     faults: Mutex<DeviceFaults<FaultParam>>,
+    /// The device's held partial requests, under a spinlock that is never held with the fault
+    /// lock: the report path holds a partial under RCU, without a reference.
+    #[pin]
+    partials: SpinLock<Partials>,
+    /// Whether `partials` is not empty ([`Partials::is_empty`]), written under its lock when that
+    /// changes, so that a last request on a device that holds nothing takes no lock to find it.
+    partials_used: Atomic<i32>,
 }
 
 impl FaultOwner for FaultParam {
-    type State = State;
+    type State = Stats;
 
     fn faults(&self) -> &Mutex<DeviceFaults<Self>> {
         &self.faults
     }
 
-    fn page_response(&self, state: &mut State, last: &Fault, tag: u32, code: u32) {
+    fn page_response(&self, stats: &mut Stats, last: &Fault, tag: u32, code: u32) {
         // Called once for each group the core handed over (`Stats::new_group()`).
-        state.stats.open = state.stats.open.saturating_sub(1);
-        self.answer(state, last, tag, code);
+        stats.open = stats.open.saturating_sub(1);
+        self.answer(stats, last, tag, code);
     }
 }
 
 impl FaultParam {
     /// Answers `last` with `code`, counted and traced, under the fault lock that protects
-    /// `state`: the last request of a group (whose tag is `tag`), or a request that formed no
+    /// `stats`: the last request of a group (whose tag is `tag`), or a request that formed no
     /// group (`tag` 0).
-    pub(crate) fn answer(&self, state: &mut State, last: &Fault, tag: u32, code: u32) {
-        let latency = state.stats.answered(code, tag);
+    pub(crate) fn answer(&self, stats: &mut Stats, last: &Fault, tag: u32, code: u32) {
+        let latency = stats.answered(code, tag);
         trace::answer(&self.dev, last, code, latency);
         self.respond.send(&self.dev, last, code);
     }
@@ -104,13 +116,9 @@ impl FaultParam {
                 dev: dev.as_device().into(),
                 respond,
                 wq,
-                faults <- new_mutex!(
-                    DeviceFaults::new(State {
-                        partials: Partials::new(),
-                        stats: Stats::new(),
-                    }),
-                    "iommu_fault_param::lock"
-                ),
+                faults <- new_mutex!(DeviceFaults::new(Stats::new()), "iommu_fault_param::lock"),
+                partials <- new_spinlock!(Partials::new(), "iommu_fault_param::partials"),
+                partials_used: Atomic::new(0),
             }),
             GFP_KERNEL,
         )
@@ -121,6 +129,32 @@ impl FaultParam {
     pub(crate) fn get(dev: &FaultDevice<'_>) -> Option<Arc<Self>> {
         let guard = rcu::read_lock();
         dev.published.dereference(&guard).map(Arc::from)
+    }
+
+    /// Runs `f` on the device's held partial requests, under their lock.
+    #[inline]
+    pub(crate) fn with_partials<R>(&self, f: impl FnOnce(&mut Partials) -> R) -> R {
+        let mut partials = self.partials.lock();
+        let was_empty = partials.is_empty();
+        let ret = f(&mut partials);
+        if partials.is_empty() != was_empty {
+            self.partials_used
+                .store(i32::from(!partials.is_empty()), Relaxed);
+        }
+        ret
+    }
+
+    /// Takes the requests held for group `grpid`, for its last request ([`Partials::take`]).
+    ///
+    /// A request held concurrently with this call may be missed, as it may in C: it belongs to
+    /// the next group of that index. A request held before, by this thread or by one that the
+    /// caller synchronised with, is seen.
+    #[inline]
+    pub(crate) fn take_partials(&self, grpid: u32) -> Result<FaultChain, Incomplete> {
+        if self.partials_used.load(Relaxed) == 0 {
+            return Ok(FaultChain::new());
+        }
+        self.with_partials(|partials| partials.take(grpid))
     }
 
     /// The device.

@@ -12,9 +12,9 @@
 //! never shrinks until the device leaves its queue. The kernel's index structures cost more here:
 //! an XArray needs a 576-byte node for any group index but 0, an rbtree allocates a node for each
 //! group (a second allocation on the first request of every group), and a maple tree may
-//! allocate with GFP_KERNEL when an entry is erased, which here happens under the fault lock.
-//! The table grows with GFP_NOWAIT under that lock: every page response takes it, and must not
-//! wait for reclaim.
+//! allocate with GFP_KERNEL when an entry is erased, which here happens under a spinlock.
+//! The store is under a spinlock of its own (see `fault_param.rs`), so the table grows with
+//! GFP_NOWAIT.
 //!
 //! The number of partials held per device is bounded by `CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL`: a
 //! device that never sends the last request of its groups would otherwise grow kernel memory
@@ -87,7 +87,8 @@ pub(crate) struct Incomplete;
 /// - `oldest` and `newest` are the ends of the list of used slots by the age of their group,
 ///   linked by `older` and `newer` ([`NONE`] at the ends, or for both when no slot is used).
 /// - `held` is the sum of `count`, at most `limit`; `groups` the number of used slots.
-/// - `evicted` has the bits of the group indexes below [`PCIE_GROUPS`] that lost requests, and
+/// - `evicted` has the bits of the group indexes below [`PCIE_GROUPS`] that lost requests,
+///   `incomplete` of them, and
 ///   none of them is used in `slots`.
 pub(crate) struct Partials {
     slots: KVec<Slot>,
@@ -95,10 +96,12 @@ pub(crate) struct Partials {
     groups: usize,
     held: usize,
     held_max: usize,
+    requests: u64,
     limit: usize,
     oldest: u16,
     newest: u16,
     evicted: [u64; (PCIE_GROUPS / 64) as usize],
+    incomplete: u32,
     dropped: u64,
 }
 
@@ -116,12 +119,20 @@ impl Partials {
             groups: 0,
             held: 0,
             held_max: 0,
+            requests: 0,
             limit: if limit == 0 { 1 } else { limit },
             oldest: NONE,
             newest: NONE,
             evicted: [0; (PCIE_GROUPS / 64) as usize],
+            incomplete: 0,
             dropped: 0,
         }
+    }
+
+    /// Whether no request is held and no group is remembered as incomplete: then
+    /// [`Partials::take`] has nothing to take, and nothing to refuse.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.held == 0 && self.incomplete == 0
     }
 
     /// Number of requests held.
@@ -134,6 +145,11 @@ impl Partials {
         self.held_max
     }
 
+    /// Number of requests offered to [`Partials::hold`], ever.
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests
+    }
+
     /// Number of requests dropped, ever: to stay within the bound, of a group that lost requests,
     /// or for want of memory.
     pub(crate) fn dropped(&self) -> u64 {
@@ -141,7 +157,9 @@ impl Partials {
     }
 
     /// Holds `fault`, a request that is not the last of its group, until the group's last one.
+    #[inline]
     pub(crate) fn hold(&mut self, fault: KBox<Fault>) -> Hold {
+        self.requests += 1;
         let grpid = fault.grpid();
         if self.is_evicted(grpid) {
             self.dropped += 1;
@@ -149,29 +167,18 @@ impl Partials {
         }
         let mut outcome = Hold::Held;
         if self.held >= self.limit {
-            let oldest = self.slots[usize::from(self.oldest)].requests.first();
-            let oldest = oldest.map_or(grpid, Fault::grpid);
-            let count = self.evict(oldest);
-            if oldest == grpid && self.is_evicted(grpid) {
-                self.dropped += 1;
-                return Hold::Evicted {
-                    grpid,
-                    count: count + 1,
-                };
+            match self.make_room(grpid) {
+                Ok(evicted) => outcome = evicted,
+                Err(dropped) => return dropped,
             }
-            outcome = Hold::Evicted {
-                grpid: oldest,
-                count,
-            };
         }
         let slot = match self.find(grpid) {
             Some(slot) => slot,
-            None if self.reserve_group().is_ok() => self.insert(grpid),
-            None => {
-                self.evict(grpid);
-                self.dropped += 1;
-                return Hold::Dropped;
-            }
+            None if (self.groups + 1) * 2 < self.slots.len() => self.insert(grpid),
+            None => match self.grow_and_insert(grpid) {
+                Some(slot) => slot,
+                None => return Hold::Dropped,
+            },
         };
         let slot = &mut self.slots[slot];
         slot.requests.push(fault);
@@ -179,6 +186,38 @@ impl Partials {
         self.held += 1;
         self.held_max = self.held_max.max(self.held);
         outcome
+    }
+
+    /// Drops the oldest group to make room for a request of group `grpid`: `Ok` with what was
+    /// dropped, or `Err` if that was `grpid`'s own group, which the request must follow.
+    #[cold]
+    fn make_room(&mut self, grpid: u32) -> Result<Hold, Hold> {
+        let oldest = self.slots[usize::from(self.oldest)].requests.first();
+        let oldest = oldest.map_or(grpid, Fault::grpid);
+        let count = self.evict(oldest);
+        if oldest == grpid && self.is_evicted(grpid) {
+            self.dropped += 1;
+            return Err(Hold::Evicted {
+                grpid,
+                count: count + 1,
+            });
+        }
+        Ok(Hold::Evicted {
+            grpid: oldest,
+            count,
+        })
+    }
+
+    /// A slot for the new group `grpid`, in a table grown to fit it; `None` (with the group
+    /// remembered as incomplete) if it cannot grow.
+    #[cold]
+    fn grow_and_insert(&mut self, grpid: u32) -> Option<usize> {
+        if self.grow().is_ok() {
+            return Some(self.insert(grpid));
+        }
+        self.evict(grpid);
+        self.dropped += 1;
+        None
     }
 
     /// Takes the requests held for group `grpid`, oldest first, for its last request to complete.
@@ -199,8 +238,8 @@ impl Partials {
 
     /// Drops every held request, and forgets the groups that lost requests: the device will send
     /// them again (`iopf_queue_discard_partial()`, device removal). The table stays: a device
-    /// that held this many groups will likely again, and must not grow it under the fault lock
-    /// every time.
+    /// that held this many groups will likely again, and should not have to grow it (without
+    /// reclaim, under a spinlock) every time.
     pub(crate) fn clear(&mut self) {
         for slot in self.slots.iter_mut() {
             *slot = Slot::default();
@@ -210,6 +249,7 @@ impl Partials {
         self.oldest = NONE;
         self.newest = NONE;
         self.evicted = [0; (PCIE_GROUPS / 64) as usize];
+        self.incomplete = 0;
     }
 
     /// The slot where the search for group `grpid` starts (Fibonacci hashing).
@@ -307,11 +347,8 @@ impl Partials {
         }
     }
 
-    /// Makes sure that one more group fits, growing the table if needed, without reclaim.
-    fn reserve_group(&mut self) -> Result {
-        if (self.groups + 1) * 2 < self.slots.len() {
-            return Ok(());
-        }
+    /// Doubles the table (or allocates its first), without reclaim.
+    fn grow(&mut self) -> Result {
         let len = (self.slots.len() * 2).max(MIN_SLOTS);
         if len > MAX_SLOTS {
             return Err(ENOSPC);
@@ -358,7 +395,15 @@ impl Partials {
     fn set_evicted(&mut self, grpid: u32, evicted: bool) {
         if grpid < PCIE_GROUPS {
             let (word, bit) = (&mut self.evicted[(grpid / 64) as usize], 1 << (grpid % 64));
-            *word = if evicted { *word | bit } else { *word & !bit };
+            if (*word & bit != 0) != evicted {
+                *word ^= bit;
+                // INVARIANT: One more or one fewer bit set in `evicted`.
+                self.incomplete = if evicted {
+                    self.incomplete + 1
+                } else {
+                    self.incomplete - 1
+                };
+            }
         }
     }
 }
@@ -478,6 +523,24 @@ mod tests {
         assert_eq!(store.hold(request(1, 0x4000)), Hold::Dropped);
         assert_eq!(store.dropped(), 4);
         assert_eq!((store.held(), store.held_max()), (0, 2));
+    }
+
+    #[test]
+    fn empty_until_nothing_is_held_or_remembered() {
+        let mut store = Partials::with_limit(1);
+        assert!(store.is_empty());
+        store.hold(request(1, 0x1000));
+        assert!(!store.is_empty());
+        assert_eq!(&take(&mut store, 1).unwrap()[..], &[0x1000]);
+        assert!(store.is_empty());
+        // Group 2 is dropped for group 3: nothing of it is held, but its last must be refused.
+        store.hold(request(2, 0x2000));
+        store.hold(request(3, 0x3000));
+        assert!(take(&mut store, 3).is_ok());
+        assert_eq!(store.held(), 0);
+        assert!(!store.is_empty());
+        assert_eq!(take(&mut store, 2), Err(Incomplete));
+        assert!(store.is_empty());
     }
 
     #[test]

@@ -29,15 +29,18 @@ use kernel::{
     workqueue::OwnedQueue,
 };
 
-use crate::fault_param::{
-    warn_ratelimited,
-    FaultDevice,
-    FaultParam, //
-};
 #[cfg(CONFIG_IOMMU_IOPF_RUST_DEBUGFS)]
 use crate::stats::{
     self,
     DeviceFiles, //
+};
+use crate::{
+    fault_param::{
+        warn_ratelimited,
+        FaultDevice,
+        FaultParam, //
+    },
+    partial::Partials,
 };
 
 const RESP_INVALID: u32 = bindings::iommu_page_response_code_IOMMU_PAGE_RESP_INVALID;
@@ -136,9 +139,9 @@ impl Queue {
         };
         let member = devices.remove(index).map_err(|_| EINVAL)?;
         let param = &member.param;
+        param.with_partials(Partials::clear);
         {
             let mut faults = param.faults().lock();
-            faults.as_mut().state().partials.clear();
             while let Some(last) = faults.as_mut().answer_oldest(RESP_INVALID, param) {
                 trace::abort(param.dev(), last, Abort::Removed);
             }
@@ -156,14 +159,7 @@ impl Queue {
     /// Drops the held partials of every device (`iopf_queue_discard_partial()`).
     pub(crate) fn discard_partial(&self) {
         for member in self.devices.lock().iter() {
-            member
-                .param
-                .faults()
-                .lock()
-                .as_mut()
-                .state()
-                .partials
-                .clear();
+            member.param.with_partials(Partials::clear);
         }
     }
 

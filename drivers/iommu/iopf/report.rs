@@ -20,7 +20,10 @@ use kernel::{
         NewGroup, //
     },
     prelude::*,
-    sync::Arc,
+    sync::{
+        rcu,
+        Arc, //
+    },
 };
 
 use crate::{
@@ -46,15 +49,11 @@ pub(crate) fn report(
         warn_ratelimited!(dev.dev(), "iopf: unsupported fault type {}\n", fault.kind());
         return Err(EINVAL);
     }
-    let param = FaultParam::get(dev);
     let Some(handler) = handler else {
-        let Some(param) = param else {
+        let Some(param) = FaultParam::get(dev) else {
             // A driver bug: reporting for a device it never added to a queue.
             warn_ratelimited!(dev.dev(), "iopf: page request for a device on no queue\n");
-            if let Some(respond) = dev.endpoint.page_response_op() {
-                respond.send(dev.dev(), fault, RESP_INVALID);
-            }
-            return Err(EINVAL);
+            return refuse(dev, fault);
         };
         // No fault-capable domain, e.g. a race with unbinding the PASID.
         warn_ratelimited!(
@@ -64,54 +63,67 @@ pub(crate) fn report(
             fault.grpid()
         );
         let mut faults = param.faults().lock();
-        let state = faults.as_mut().state();
-        state.stats.requests += 1;
-        param.answer(state, fault, 0, RESP_INVALID);
+        let stats = faults.as_mut().state();
+        stats.requests += 1;
+        param.answer(stats, fault, 0, RESP_INVALID);
         return Err(EINVAL);
     };
-    let Some(param) = param else {
-        // A fault-capable domain is attached, but the device is on no queue.
-        warn_ratelimited!(
-            dev.dev(),
-            "iopf: page request for a device without fault data\n"
-        );
-        if let Some(respond) = dev.endpoint.page_response_op() {
-            respond.send(dev.dev(), fault, RESP_INVALID);
-        }
-        return Err(EINVAL);
-    };
-    if fault.is_last() {
-        complete(dev, param, fault, handler);
-        Ok(())
-    } else {
-        hold(&param, fault)
+    if !fault.is_last() {
+        return hold(dev, fault);
     }
+    let Some(param) = FaultParam::get(dev) else {
+        return without_fault_data(dev, fault);
+    };
+    complete(dev, param, fault, handler);
+    Ok(())
+}
+
+/// Answers `fault` from a device that has a fault-capable domain but no fault data.
+fn without_fault_data(dev: &FaultDevice<'_>, fault: &Fault) -> Result {
+    warn_ratelimited!(
+        dev.dev(),
+        "iopf: page request for a device without fault data\n"
+    );
+    refuse(dev, fault)
+}
+
+/// Answers `fault` `IOMMU_PAGE_RESP_INVALID` through the driver, with no fault data to count it.
+fn refuse(dev: &FaultDevice<'_>, fault: &Fault) -> Result {
+    if let Some(respond) = dev.endpoint.page_response_op() {
+        respond.send(dev.dev(), fault, RESP_INVALID);
+    }
+    Err(EINVAL)
 }
 
 /// Holds a partial request, which needs no response, for its group.
-fn hold(param: &FaultParam, fault: &Fault) -> Result {
-    let partial = fault.to_owned(GFP_KERNEL)?;
-    let mut faults = param.faults().lock();
-    let state = faults.as_mut().state();
-    state.stats.requests += 1;
-    let held = state.partials.hold(partial);
-    let count = state.partials.held();
-    drop(faults);
+///
+/// The fault data is used under RCU, without a reference: the partials' lock does not sleep. The
+/// request is copied before, as it may sleep.
+fn hold(dev: &FaultDevice<'_>, fault: &Fault) -> Result {
+    let partial = fault.to_owned(GFP_KERNEL);
+    let guard = rcu::read_lock();
+    let Some(param) = dev.published.dereference(&guard) else {
+        drop(guard);
+        return without_fault_data(dev, fault);
+    };
+    let partial = partial?;
+    let (held, count) = param.with_partials(|partials| (partials.hold(partial), partials.held()));
+    drop(guard);
     match held {
-        Hold::Held => trace::hold(param.dev(), fault, count),
+        Hold::Held => trace::hold(dev.dev(), fault, count),
         Hold::Evicted {
             grpid,
             count: dropped,
         } => {
-            trace::drop_group(param.dev(), grpid, dropped, count);
+            trace::drop_group(dev.dev(), grpid, dropped, count);
             warn_ratelimited!(
-                param.dev(),
+                dev.dev(),
                 "iopf: too many partial page requests, dropped the {} of group {}\n",
                 dropped,
                 grpid
             );
         }
-        Hold::Dropped => trace::drop_group(param.dev(), fault.grpid(), 1, count),
+        Hold::Dropped => trace::drop_group(dev.dev(), fault.grpid(), 1, count),
     }
     Ok(())
 }
@@ -123,43 +135,39 @@ fn complete(
     fault: &Fault,
     handler: FaultHandler<'_>,
 ) {
-    let grpid = fault.grpid();
+    let Ok(partials) = param.take_partials(fault.grpid()) else {
+        // The group lost requests to the bound: no handler sees an incomplete group.
+        warn_ratelimited!(
+            param.dev(),
+            "iopf: group {} lost requests to the bound, answered invalid\n",
+            fault.grpid()
+        );
+        trace::abort(param.dev(), fault, Abort::Incomplete);
+        let mut faults = param.faults().lock();
+        let stats = faults.as_mut().state();
+        stats.requests += 1;
+        param.answer(stats, fault, 0, RESP_INVALID);
+        return;
+    };
     let group = match NewGroup::new(fault, handler.handle, param, GFP_KERNEL) {
         Ok(group) => group,
         Err(param) => {
-            // No memory for the group: drop its partials, and answer FAILURE.
+            // No memory for the group: its partials are dropped, and it is answered FAILURE.
+            drop(partials);
             warn_ratelimited!(param.dev(), "iopf with pasid {} aborted\n", fault.pasid());
             let mut faults = param.faults().lock();
-            let state = faults.as_mut().state();
-            state.stats.requests += 1;
-            state.stats.alloc_failures += 1;
-            let _ = state.partials.take(grpid);
+            let stats = faults.as_mut().state();
+            stats.requests += 1;
+            stats.alloc_failures += 1;
             trace::abort(param.dev(), fault, Abort::NoMemory);
-            param.answer(state, fault, 0, RESP_FAILURE);
+            param.answer(stats, fault, 0, RESP_FAILURE);
             return;
         }
     };
-    let group = group.enqueue(|state| {
-        state.stats.requests += 1;
-        let partials = state.partials.take(grpid);
-        partials.map(|partials| (partials, state.stats.new_group()))
+    let group = group.enqueue(partials, |stats| {
+        stats.requests += 1;
+        stats.new_group()
     });
-    let group = match group {
-        Ok(group) => group,
-        Err((group, _)) => {
-            // The group lost requests to the bound: no handler sees an incomplete group.
-            let param = group.owner();
-            warn_ratelimited!(
-                param.dev(),
-                "iopf: group {} lost requests to the bound, answered invalid\n",
-                grpid
-            );
-            trace::abort(param.dev(), fault, Abort::Incomplete);
-            let mut faults = param.faults().lock();
-            param.answer(faults.as_mut().state(), group.last(), 0, RESP_INVALID);
-            return;
-        }
-    };
     // After a successful hand-off the group may be gone: its handler owns it.
     let faults = group.len();
     match group.hand_to(handler.handler) {
@@ -175,7 +183,6 @@ fn complete(
                 .lock()
                 .as_mut()
                 .state()
-                .stats
                 .handler_failures += 1;
             trace::abort(dev.dev(), fault, Abort::Handler);
             let _ = group.respond(RESP_FAILURE);

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What a device's page requests came to, counted under its fault lock, and the debugfs files
-//! that show it: `/sys/kernel/debug/iopf/<queue>/<device>/{stats,latency}`.
+//! What a device's page requests came to, and the debugfs files that show it:
+//! `/sys/kernel/debug/iopf/<queue>/<device>/{stats,latency}`.
 //!
-//! The counters live with the state they count, under the fault lock that the report and answer
-//! paths take anyway: counting adds no lock and no atomic operation. A group's latency, from its
-//! last request to its answer, is timed for one group in [`SAMPLE`] (two clock reads each), and for
-//! every group while the `iommu:iopf_answer` tracepoint is enabled.
+//! The counters live with the state they count, under the lock that each path takes anyway:
+//! partial requests are counted by the partial store ([`crate::partial::Partials`]) under its
+//! spinlock, the rest here under the fault lock. Counting adds no lock and no atomic operation.
+//! A group's latency, from its last request to its answer, is timed for one group in [`SAMPLE`]
+//! (two clock reads each), and for every group while the `iommu:iopf_answer` tracepoint is
+//! enabled.
 
 use kernel::{
     bindings,
@@ -154,18 +156,19 @@ impl DeviceFiles {
 /// `stats`: one `name value` line per counter.
 #[cfg(CONFIG_IOMMU_IOPF_RUST_DEBUGFS)]
 fn write_stats(param: &Arc<FaultParam>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let (partial_requests, held, held_max, dropped) =
+        param.with_partials(|p| (p.requests(), p.held(), p.held_max(), p.dropped()));
     let mut faults = param.faults().lock();
-    let state = faults.as_mut().state();
-    let (stats, partials) = (&state.stats, &state.partials);
-    writeln!(f, "requests {}", stats.requests)?;
+    let stats = faults.as_mut().state();
+    writeln!(f, "requests {}", stats.requests + partial_requests)?;
     writeln!(f, "groups {}", stats.groups)?;
     for (i, (name, _)) in CODES.iter().enumerate() {
         writeln!(f, "responses_{name} {}", stats.responses[i])?;
     }
     writeln!(f, "responses_other {}", stats.responses[CODES.len()])?;
-    writeln!(f, "partials_held {}", partials.held())?;
-    writeln!(f, "partials_held_max {}", partials.held_max())?;
-    writeln!(f, "partials_dropped {}", partials.dropped())?;
+    writeln!(f, "partials_held {held}")?;
+    writeln!(f, "partials_held_max {held_max}")?;
+    writeln!(f, "partials_dropped {dropped}")?;
     writeln!(f, "groups_pending {}", stats.open)?;
     writeln!(f, "handler_failures {}", stats.handler_failures)?;
     writeln!(f, "alloc_failures {}", stats.alloc_failures)
@@ -175,7 +178,7 @@ fn write_stats(param: &Arc<FaultParam>, f: &mut fmt::Formatter<'_>) -> fmt::Resu
 #[cfg(CONFIG_IOMMU_IOPF_RUST_DEBUGFS)]
 fn write_latency(param: &Arc<FaultParam>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let mut faults = param.faults().lock();
-    let stats = &faults.as_mut().state().stats;
+    let stats = faults.as_mut().state();
     writeln!(
         f,
         "# one group in {SAMPLE} is timed, or all while iommu:iopf_answer is traced"

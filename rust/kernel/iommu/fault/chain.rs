@@ -71,7 +71,12 @@ impl Fault {
     pub fn to_owned(&self, flags: Flags) -> Result<KBox<Self>, AllocError> {
         let fault = bindings::iopf_fault {
             fault: *self.raw(),
-            list: bindings::list_head::default(),
+            // Not `list_head::default()`: bindgen's `Default` is not inlined into this crate, and
+            // would be one more call on the path of every held request.
+            list: bindings::list_head {
+                next: core::ptr::null_mut(),
+                prev: core::ptr::null_mut(),
+            },
         };
         // INVARIANT: `fault` is initialised, and the new request is on no list.
         KBox::new(Self(Opaque::new(fault)), flags)

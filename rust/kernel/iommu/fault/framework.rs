@@ -9,14 +9,15 @@
 //! family of `<linux/iommu.h>`), not for IOMMU drivers or fault handlers. The framework keeps
 //! some data per device, a [`FaultOwner`], whose lock (the device's *fault lock*) protects a
 //! [`DeviceFaults`]: the groups handed to handlers and not answered yet, and the framework's own
-//! state, such as the requests held for incomplete groups.
+//! state, such as its counters.
 //!
 //! A group's life:
 //!
 //! 1. [`NewGroup::new`] allocates it for the last request of a group, with a reference to its
 //!    device's data. It is the framework's alone.
-//! 2. [`NewGroup::enqueue`], under the fault lock, completes it with the requests held for it and
-//!    puts it on the device's pending list.
+//! 2. [`NewGroup::enqueue`] completes it with the requests of its group that came before its last
+//!    one, which the framework held, and puts it on the device's pending list, under the fault
+//!    lock.
 //! 3. [`Owned::hand_to`] calls the domain's fault handler, which owns the group if it accepts it.
 //!    From then on C calls the framework with the group's pointer: [`Handed`] answers
 //!    (`iopf_group_response()`), dequeues (`iopf_group_dequeue()`) or defers it
@@ -387,7 +388,8 @@ impl<D: FaultOwner> NewGroup<D> {
             (&raw mut (*group).attach_handle).write(handle.as_raw());
             // C never reads it: the framework's data is `Alloc::owner`.
             (&raw mut (*group).fault_param).write(owner_ptr);
-            (&raw mut (*group).node).write(bindings::list_head::default());
+            // Zeroed in place: bindgen's `Default` would be a call.
+            (&raw mut (*group).node).write_bytes(0, 1);
             (&raw mut (*group).cookie).write(0);
             (&raw mut (*ptr).owner).write(owner);
             (&raw mut (*ptr).locked).write(UnsafeCell::new(Locked {
@@ -414,44 +416,35 @@ impl<D: FaultOwner> NewGroup<D> {
         &self.alloc().owner
     }
 
-    /// Completes the group and puts it on its device's pending list, under the device's fault
-    /// lock: `take_partials` hands over, from the framework's state, the requests that came before
-    /// the group's last one, and a tag of the framework's choice that the group keeps for
+    /// Completes the group with `partials`, the requests of its group that came before its last
+    /// one, and puts it on its device's pending list, under the device's fault lock. `tag` gives,
+    /// under that lock, a tag of the framework's choice that the group keeps for
     /// [`FaultOwner::page_response`] (a timestamp, say).
-    ///
-    /// If `take_partials` fails, the group is given back with the error, on no list.
-    pub fn enqueue<E>(
-        self,
-        take_partials: impl FnOnce(&mut D::State) -> Result<(FaultChain, u32), E>,
-    ) -> Result<Owned<D>, (Self, E)> {
+    pub fn enqueue(self, partials: FaultChain, tag: impl FnOnce(&mut D::State) -> u32) -> Owned<D> {
         let alloc = self.alloc();
-        let taken = {
+        let count = 1 + partials.len();
+        {
             let mut faults = alloc.owner.faults().lock();
             let faults = faults.as_mut().project_mut();
-            take_partials(&mut faults.state).map(|(partials, tag)| {
-                let group = alloc.group.as_raw();
-                let count = 1 + partials.len();
-                // SAFETY: The group is ours; its `last_fault` node is on its `faults` list,
-                // which takes over the requests. Its pending node is on no list, and `faults` is
-                // its device's: linked with the lock held, the group stays live while it is.
-                unsafe {
-                    partials.splice_before(&raw mut (*group).last_fault.list);
-                    (*group).fault_count = count;
-                    faults.relink(alloc.pending_node(), true);
-                }
-                // INVARIANT: On the list, with the lock held.
-                *alloc.locked(faults) = Locked {
-                    linked: true,
-                    answer: Answer::No,
-                    tag: tag.to_ne_bytes(),
-                };
-            })
-        };
-        match taken {
-            // INVARIANT: The same owner, now through `Owned`.
-            Ok(()) => Ok(Owned(ManuallyDrop::new(self).0)),
-            Err(e) => Err((self, e)),
+            let tag = tag(&mut faults.state);
+            let group = alloc.group.as_raw();
+            // SAFETY: The group is ours; its `last_fault` node is on its `faults` list, which
+            // takes over the requests. Its pending node is on no list, and `faults` is its
+            // device's: linked with the lock held, the group stays live while it is.
+            unsafe {
+                partials.splice_before(&raw mut (*group).last_fault.list);
+                (*group).fault_count = count;
+                faults.relink(alloc.pending_node(), true);
+            }
+            // INVARIANT: On the list, with the lock held.
+            *alloc.locked(faults) = Locked {
+                linked: true,
+                answer: Answer::No,
+                tag: tag.to_ne_bytes(),
+            };
         }
+        // INVARIANT: The same owner, now through `Owned`.
+        Owned(ManuallyDrop::new(self).0)
     }
 }
 
