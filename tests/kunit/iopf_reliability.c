@@ -939,12 +939,12 @@ static void iopf_rel_fail_nth_report(struct kunit *test)
 }
 
 /*
- * Rust only: the index of a device's held partials is allocated under its
- * fault lock, which every page response takes, so it is allocated without
- * reclaim. With only the allocations that do not reclaim failed (failslab's
- * ignore-gfp-wait), a device's first partial cannot be indexed: it is
- * dropped, and its group's last request refused INVALID, not handed over
- * incomplete. With memory, the group goes through.
+ * Rust only: the index of a device's held partials is allocated under the
+ * spinlock of its partials, so it is allocated without reclaim. With only
+ * the allocations that do not reclaim failed (failslab's ignore-gfp-wait),
+ * a device's first partial cannot be indexed: it is dropped, and its
+ * group's last request refused INVALID, not handed over incomplete. With
+ * memory, the group goes through.
  */
 static void iopf_rel_index_alloc_no_reclaim(struct kunit *test)
 {

@@ -88,8 +88,7 @@ pub(crate) struct Incomplete;
 ///   linked by `older` and `newer` ([`NONE`] at the ends, or for both when no slot is used).
 /// - `held` is the sum of `count`, at most `limit`; `groups` the number of used slots.
 /// - `evicted` has the bits of the group indexes below [`PCIE_GROUPS`] that lost requests,
-///   `incomplete` of them, and
-///   none of them is used in `slots`.
+///   `incomplete` of them, and none of them is used in `slots`.
 pub(crate) struct Partials {
     slots: KVec<Slot>,
     shift: u32,
