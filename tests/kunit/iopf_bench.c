@@ -66,10 +66,10 @@
  *                    new slabs and the Rust core's index growing), then,
  *                    after iopf_queue_discard_partial(), again
  *                    (partial_ns: a device that held partials before).
- *                    layout=pcie: the held
- *                    partials spread over group ids 1..511 (PCIe page
- *                    request group indexes are 9 bits), layout=distinct:
- *                    one partial per group, ids 1..N (the API takes a u32).
+ *                    layout=pcie: the held partials spread over group ids
+ *                    1..511 (PCIe page request group indexes are 9 bits),
+ *                    layout=distinct: one partial per group, ids 1..N (the
+ *                    API takes a u32).
  *                    Past CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL (2048) the Rust
  *                    core drops the oldest groups, so at n=4096 it holds at
  *                    most 2048 while C holds 4096 (see held_max).
