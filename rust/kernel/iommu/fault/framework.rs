@@ -411,11 +411,6 @@ impl<D: FaultOwner> NewGroup<D> {
         unsafe { self.0.as_ref() }
     }
 
-    /// The reference to the device's data that the group keeps.
-    pub fn owner(&self) -> &Arc<D> {
-        &self.alloc().owner
-    }
-
     /// Completes the group with `partials`, the requests of its group that came before its last
     /// one, and puts it on its device's pending list, under the device's fault lock. `tag` gives,
     /// under that lock, a tag of the framework's choice that the group keeps for
@@ -445,14 +440,6 @@ impl<D: FaultOwner> NewGroup<D> {
         }
         // INVARIANT: The same owner, now through `Owned`.
         Owned(ManuallyDrop::new(self).0)
-    }
-}
-
-impl<D: FaultOwner> Deref for NewGroup<D> {
-    type Target = IopfGroup;
-
-    fn deref(&self) -> &IopfGroup {
-        &self.alloc().group
     }
 }
 
