@@ -12,6 +12,7 @@
 #include <linux/delay.h>
 #include <linux/kthread.h>
 #include <linux/minmax.h>
+#include <linux/preempt.h>
 #include <linux/slab.h>
 
 #include "iopf_harness.h"
@@ -548,11 +549,21 @@ int iopf_h_handler(struct iopf_group *group)
 		iopf_h_answer(hh, group, iopf_h_group_code(hh, group));
 		return 0;
 	case IOPF_H_DEFER:
+		if (!hh->queue_twice)
+			return iopf_queue_work(group, iopf_h_work);
+		/*
+		 * Without preemption (iopf_queue_work() does not sleep), so that
+		 * on one CPU the work item cannot start between the two calls.
+		 */
+		preempt_disable();
 		ret = iopf_queue_work(group, iopf_h_work);
-		if (!ret && hh->queue_twice) {
+		if (!ret) {
 			hh->started_before_second =
 				completion_done(&hh->work_started);
 			hh->second_queue_ret = iopf_queue_work(group, iopf_h_work);
+		}
+		preempt_enable();
+		if (!ret) {
 			/* The test answers the group once the work item ran. */
 			spin_lock_irqsave(&hh->lock, flags);
 			iopf_h_keep(hh, group);
