@@ -666,6 +666,9 @@ static void iopf_rel_partial_flood(struct kunit *test)
 	ms = ktime_ms_delta(ktime_get(), start);
 	KUNIT_EXPECT_EQ(test, errors, 0);
 	ctx->h->scenarios = 1;
+	/* Once for the flood; each dropped group is traced. */
+	rel_expect_warning(test,
+			   "iopf: too many partial page requests, dropping the oldest groups");
 
 	probed = rel_is_rust() ? REL_PRG_INDEXES : 1;
 	for (i = 0; i < probed; i++) {
@@ -738,6 +741,13 @@ struct rel_failslab {
 	unsigned long *verbose;
 	bool saved_ignore;
 	unsigned long saved_verbose;
+	/* For rel_fail_all_begin(): failslab's task filter. */
+	unsigned long *probability, *interval;
+	atomic_t *times;
+	bool *task_filter;
+	unsigned long saved_probability, saved_interval;
+	int saved_times;
+	bool saved_task_filter;
 };
 
 static void *rel_debugfs_data(struct dentry *dir, const char *name)
@@ -758,14 +768,22 @@ static void rel_failslab_restore(void *data)
 
 	*fs->ignore_gfp_wait = fs->saved_ignore;
 	*fs->verbose = fs->saved_verbose;
+	*fs->probability = fs->saved_probability;
+	*fs->interval = fs->saved_interval;
+	atomic_set(fs->times, fs->saved_times);
+	*fs->task_filter = fs->saved_task_filter;
+#ifdef CONFIG_FAULT_INJECTION
+	current->make_it_fail = 0;
+#endif
 }
 
 /*
  * Arms failslab for fail-nth, or skips the case if the kernel lacks it. With
  * @reclaiming, every allocation may be failed; without, only those that do
- * not reclaim (failslab's ignore-gfp-wait).
+ * not reclaim (failslab's ignore-gfp-wait). The case's end restores it.
  */
-static void rel_failslab_arm(struct kunit *test, bool reclaiming)
+static struct rel_failslab *rel_failslab_arm(struct kunit *test,
+					     bool reclaiming)
 {
 #if IS_ENABLED(CONFIG_FAILSLAB) && IS_ENABLED(CONFIG_FAULT_INJECTION_DEBUG_FS)
 	struct rel_failslab *fs;
@@ -778,22 +796,52 @@ static void rel_failslab_arm(struct kunit *test, bool reclaiming)
 		kunit_skip(test, "no failslab in debugfs");
 	fs->ignore_gfp_wait = rel_debugfs_data(dir, "ignore-gfp-wait");
 	fs->verbose = rel_debugfs_data(dir, "verbose");
+	fs->probability = rel_debugfs_data(dir, "probability");
+	fs->interval = rel_debugfs_data(dir, "interval");
+	fs->times = rel_debugfs_data(dir, "times");
+	fs->task_filter = rel_debugfs_data(dir, "task-filter");
 	dput(dir);
-	if (!fs->ignore_gfp_wait || !fs->verbose)
+	if (!fs->ignore_gfp_wait || !fs->verbose || !fs->probability ||
+	    !fs->interval || !fs->times || !fs->task_filter)
 		kunit_skip(test, "failslab's debugfs attributes not found");
 	fs->saved_ignore = *fs->ignore_gfp_wait;
 	fs->saved_verbose = *fs->verbose;
+	fs->saved_probability = *fs->probability;
+	fs->saved_interval = *fs->interval;
+	fs->saved_times = atomic_read(fs->times);
+	fs->saved_task_filter = *fs->task_filter;
 	*fs->ignore_gfp_wait = !reclaiming;
 	*fs->verbose = 0;
 	KUNIT_ASSERT_EQ(test,
 			kunit_add_action_or_reset(test, rel_failslab_restore, fs),
 			0);
+	return fs;
 #else
 	kunit_skip(test, "needs CONFIG_FAILSLAB and CONFIG_FAULT_INJECTION_DEBUG_FS");
+	return NULL;
 #endif
 }
 
 #ifdef CONFIG_FAULT_INJECTION
+/*
+ * Fails every slab allocation of this task, and of no other, from here to
+ * rel_fail_all_end(): failslab's task filter, with probability 100.
+ */
+static void rel_fail_all_begin(struct rel_failslab *fs)
+{
+	*fs->task_filter = true;
+	*fs->interval = 1;
+	atomic_set(fs->times, -1);
+	current->make_it_fail = 1;
+	WRITE_ONCE(*fs->probability, 100);
+}
+
+static void rel_fail_all_end(struct rel_failslab *fs)
+{
+	WRITE_ONCE(*fs->probability, 0);
+	current->make_it_fail = 0;
+}
+
 static void rel_fail_nth_begin(unsigned int n)
 {
 	WRITE_ONCE(current->fail_nth, n);
@@ -808,6 +856,14 @@ static bool rel_fail_nth_end(void)
 	return hit;
 }
 #else
+static void rel_fail_all_begin(struct rel_failslab *fs)
+{
+}
+
+static void rel_fail_all_end(struct rel_failslab *fs)
+{
+}
+
 static void rel_fail_nth_begin(unsigned int n)
 {
 }
@@ -825,9 +881,11 @@ static bool rel_fail_nth_end(void)
  * has no allocation left to fail. Each run reports two partial requests of
  * group 1, one of group 2, then the last requests of groups 1 and 2:
  * - a partial whose allocation fails is not held (-ENOMEM), the others are;
- *   with the Rust core, a partial whose group cannot be indexed (the index
- *   grows without reclaim) is dropped, and its group's last request is
- *   answered INVALID;
+ *   the Rust core allocates again with reclaim when its copy of a partial
+ *   cannot be allocated without (see iopf_rel_partial_alloc_fails), so one
+ *   failure never loses a partial there; but a partial whose group cannot be
+ *   indexed (the index grows without reclaim) is dropped, and its group's
+ *   last request is answered INVALID;
  * - a last request whose group cannot be allocated is answered FAILURE and
  *   its group's held partials are freed (report returns 0); otherwise its
  *   handler gets exactly the partials that were held, and answers SUCCESS;
@@ -923,8 +981,14 @@ static void iopf_rel_fail_nth_report(struct kunit *test)
 	}
 	KUNIT_EXPECT_FALSE_MSG(test, hit, "more than %u allocations",
 			       REL_FAIL_NTH_MAX);
-	/* Every allocation site was reached: both outcomes were seen. */
-	KUNIT_EXPECT_GT(test, enomem, 0);
+	/*
+	 * Every allocation site was reached: both outcomes were seen (the Rust
+	 * core retries a partial's copy, so no single failure makes -ENOMEM).
+	 */
+	if (rel_is_rust())
+		KUNIT_EXPECT_EQ(test, enomem, 0);
+	else
+		KUNIT_EXPECT_GT(test, enomem, 0);
 	KUNIT_EXPECT_GT(test, aborted, 0);
 
 	/* Nothing pending either: the removal answers nothing. */
@@ -939,48 +1003,125 @@ static void iopf_rel_fail_nth_report(struct kunit *test)
 }
 
 /*
+ * Reports the last request of @grpid on the context's first device: its
+ * handler must get @nfaults requests, and answer SUCCESS.
+ */
+static void rel_expect_group(struct kunit *test, struct rel_ctx *ctx,
+			     u32 grpid, unsigned int nfaults)
+{
+	struct iopf_fault l = rel_last(ctx, grpid, REL_ANSWER | REL_RECORD);
+
+	iopf_h_report(ctx->h, ctx->devs[0].dev, &l, 0);
+	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	KUNIT_EXPECT_EQ_MSG(test, ctx->h->rec_nfaults, nfaults, "group %u",
+			    grpid);
+}
+
+/*
+ * A partial request whose copy cannot be allocated. With the first
+ * allocation of the report failed, io-pgfault.c returns -ENOMEM and holds
+ * nothing; the Rust core, whose first try is without reclaim (under the
+ * partials' spinlock), allocates again with reclaim and holds it. With every
+ * allocation of the reporting task failed, neither holds it: -ENOMEM, and its
+ * group's last request comes without it, answered by its handler.
+ */
+static void iopf_rel_partial_alloc_fails(struct kunit *test)
+{
+	struct rel_failslab *fs = rel_failslab_arm(test, true);
+	const bool rust = rel_is_rust();
+	struct iopf_fault p;
+	struct rel_ctx *ctx;
+	struct device *dev;
+
+	ctx = rel_setup(test, 1);
+	dev = ctx->devs[0].dev;
+	rel_attach(ctx, 0);
+	rel_add(ctx, 0);
+
+	/* With memory: this leaves the Rust core's index allocated. */
+	p = rel_partial(ctx, 1);
+	iopf_h_report(ctx->h, dev, &p, 0);
+	rel_expect_group(test, ctx, 1, 2);
+
+	/* The first allocation fails: C loses the partial, Rust retries. */
+	p = rel_partial(ctx, 2);
+	rel_fail_nth_begin(1);
+	iopf_h_report(ctx->h, dev, &p, rust ? 0 : -ENOMEM);
+	KUNIT_EXPECT_TRUE(test, rel_fail_nth_end());
+	rel_expect_group(test, ctx, 2, rust ? 2 : 1);
+
+	/* Every allocation fails: both lose it. */
+	p = rel_partial(ctx, 3);
+	rel_fail_all_begin(fs);
+	iopf_h_report(ctx->h, dev, &p, -ENOMEM);
+	rel_fail_all_end(fs);
+	rel_expect_group(test, ctx, 3, 1);
+
+	ctx->h->scenarios = 3;
+	ctx->h->injected = 2;
+	iopf_h_account(ctx->h, SUITE, NULL);
+}
+
+/*
  * Rust only: the index of a device's held partials is allocated under the
- * spinlock of its partials, so it is allocated without reclaim. With only
+ * spinlock of its partials, so it is allocated without reclaim, after the
+ * copy of the request (and, with kmemleak, the copy's metadata). With only
  * the allocations that do not reclaim failed (failslab's ignore-gfp-wait),
- * a device's first partial cannot be indexed: it is dropped, and its
- * group's last request refused INVALID, not handed over incomplete. With
- * memory, the group goes through.
+ * the Nth for N = 1, 2, ... on a device's first partial, each on a device
+ * just added: a failed copy is allocated again with reclaim and the group
+ * goes through whole, until N reaches the index. Then the partial is
+ * dropped, and its group's last request refused INVALID, not handed over
+ * incomplete. With memory, the group goes through.
  */
 static void iopf_rel_index_alloc_no_reclaim(struct kunit *test)
 {
 #ifndef CONFIG_IOMMU_IOPF_RUST
 	kunit_skip(test, "io-pgfault.c holds partials on a list: no index to allocate");
 #else
+	bool hit = true, refused = false;
 	struct iopf_fault p, l;
 	struct rel_ctx *ctx;
 	struct device *dev;
-	bool hit;
+	unsigned int n;
 
 	rel_failslab_arm(test, false);
 	ctx = rel_setup(test, 1);
 	dev = ctx->devs[0].dev;
 	rel_attach(ctx, 0);
+
+	for (n = 1; hit && !refused && n <= REL_FAIL_NTH_MAX; n++) {
+		rel_add(ctx, 0);
+		p = rel_partial(ctx, 1);
+		rel_fail_nth_begin(n);
+		iopf_h_report(ctx->h, dev, &p, 0);
+		hit = rel_fail_nth_end();
+		ctx->h->injected += hit;
+		ctx->h->scenarios++;
+		l = rel_fault(ctx, 0, false, 1, true, REL_ANSWER | REL_RECORD, 1,
+			      IOPF_H_OK | IOPF_H_INVALID);
+		ctx->h->rec_last = 0;
+		iopf_h_report(ctx->h, dev, &l, 0);
+		KUNIT_EXPECT_EQ(test, iopf_h_got(ctx->h, &l), 1);
+		refused = iopf_h_code(ctx->h, &l) == IOMMU_PAGE_RESP_INVALID;
+		if (refused)
+			KUNIT_EXPECT_NE_MSG(test, ctx->h->rec_last,
+					    iopf_h_seq(&l.fault), "n=%u", n);
+		else
+			KUNIT_EXPECT_EQ_MSG(test, ctx->h->rec_fault_count, 2,
+					    "n=%u", n);
+		rel_remove_now(ctx, 0);
+	}
+	KUNIT_EXPECT_TRUE_MSG(test, refused,
+			      "no allocation without reclaim failed the index");
+
 	rel_add(ctx, 0);
-
-	p = rel_partial(ctx, 1);
-	rel_fail_nth_begin(1);
-	iopf_h_report(ctx->h, dev, &p, 0);
-	hit = rel_fail_nth_end();
-	KUNIT_EXPECT_TRUE_MSG(test, hit,
-			      "the first partial allocated nothing without reclaim");
-	ctx->h->injected += hit;
-	l = rel_fault(ctx, 0, false, 1, true, REL_ANSWER, 1, IOPF_H_INVALID);
-	iopf_h_report(ctx->h, dev, &l, 0);
-	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_INVALID);
-	KUNIT_EXPECT_EQ(test, atomic_read(&ctx->h->delivered), 0);
-
 	p = rel_partial(ctx, 1);
 	iopf_h_report(ctx->h, dev, &p, 0);
 	l = rel_last(ctx, 1, REL_ANSWER | REL_RECORD);
 	iopf_h_report(ctx->h, dev, &l, 0);
 	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
 	KUNIT_EXPECT_EQ(test, ctx->h->rec_fault_count, 2);
-	ctx->h->scenarios = 2;
+	ctx->h->scenarios++;
 
 	iopf_h_account(ctx->h, SUITE, NULL);
 #endif
@@ -1277,6 +1418,7 @@ static struct kunit_case iopf_rel_cases[] = {
 	KUNIT_CASE(iopf_rel_add_device_twice),
 	KUNIT_CASE_SLOW(iopf_rel_partial_flood),
 	KUNIT_CASE(iopf_rel_fail_nth_report),
+	KUNIT_CASE(iopf_rel_partial_alloc_fails),
 	KUNIT_CASE(iopf_rel_index_alloc_no_reclaim),
 	KUNIT_CASE(iopf_rel_fail_nth_add_device),
 	KUNIT_CASE_SLOW(iopf_rel_stress),

@@ -13,23 +13,26 @@
 //! an XArray needs a 576-byte node for any group index but 0, an rbtree allocates a node for each
 //! group (a second allocation on the first request of every group), and a maple tree may
 //! allocate with GFP_KERNEL when an entry is erased, which here happens under a spinlock.
-//! The store is under a spinlock of its own (see `fault_param.rs`), so the table grows with
-//! GFP_NOWAIT.
+//! The store is under a spinlock of its own (see `fault_param.rs`), so the table grows, and the
+//! copy of a request to hold is allocated, with GFP_NOWAIT: if the copy cannot be allocated so,
+//! the caller allocates it with reclaim, outside the lock, and offers it again.
 //!
 //! The number of partials held per device is bounded by `CONFIG_IOMMU_IOPF_RUST_MAX_PARTIAL`: a
 //! device that never sends the last request of its groups would otherwise grow kernel memory
 //! without limit. Past the bound, the oldest group is dropped, whole (the table threads its
-//! groups on a list in the order they started). A group that lost requests is useless, and its
-//! index is remembered (for PCIe indexes, below 512): its later partials are dropped, and its
-//! last request is answered `IOMMU_PAGE_RESP_INVALID` without reaching a handler, so every group
-//! that reaches a handler is complete. Indexes from 512 up, which no PCIe device sends, are not
-//! remembered: a group dropped there ends with a last request that forms a group of the requests
-//! that came after the drop. So does a new group whose first request finds the table unable to
-//! grow.
+//! groups on a list in the order they started), and the memory of one of its requests holds the
+//! request that made room: a device that floods the store with groups of one request allocates
+//! and frees nothing. A group that lost requests is useless, and its index is remembered (for
+//! PCIe indexes, below 512): its later partials are dropped, and its last request is answered
+//! `IOMMU_PAGE_RESP_INVALID` without reaching a handler, so no group that lost requests to the
+//! bound reaches a handler. Indexes from 512 up, which no PCIe device sends, are not remembered:
+//! a group dropped there ends with a last request that forms a group of the requests that came
+//! after the drop. So does a new group whose first request finds the table unable to grow.
 
 use core::mem;
 
 use kernel::{
+    alloc::AllocError,
     bindings,
     iommu::fault::{
         Fault,
@@ -66,8 +69,13 @@ pub(crate) enum Hold {
     Held,
     /// The oldest group, `grpid`, was dropped with its `count` requests to stay within the bound,
     /// and the request is held; or, if that was the request's own group, the request went too
-    /// (counted in `count`).
-    Evicted { grpid: u32, count: usize },
+    /// (counted in `count`). `first` for the first group dropped since a group was last taken or
+    /// the store cleared, so that a flood can be reported once.
+    Evicted {
+        grpid: u32,
+        count: usize,
+        first: bool,
+    },
     /// The request was dropped: its group lost requests before, or the table could not grow.
     Dropped,
 }
@@ -89,6 +97,8 @@ pub(crate) struct Incomplete;
 /// - `held` is the sum of `count`, at most `limit`; `groups` the number of used slots.
 /// - `evicted` has the bits of the group indexes below [`PCIE_GROUPS`] that lost requests,
 ///   `incomplete` of them, and none of them is used in `slots`.
+/// - `overflowing` is set when a group is dropped to stay within the bound, and cleared when a
+///   group is taken or the store cleared.
 pub(crate) struct Partials {
     slots: KVec<Slot>,
     shift: u32,
@@ -102,6 +112,7 @@ pub(crate) struct Partials {
     evicted: [u64; (PCIE_GROUPS / 64) as usize],
     incomplete: u32,
     dropped: u64,
+    overflowing: bool,
 }
 
 impl Partials {
@@ -125,6 +136,7 @@ impl Partials {
             evicted: [0; (PCIE_GROUPS / 64) as usize],
             incomplete: 0,
             dropped: 0,
+            overflowing: false,
         }
     }
 
@@ -155,22 +167,62 @@ impl Partials {
         self.dropped
     }
 
+    /// Holds a copy of `fault`, a request that is not the last of its group, until the group's
+    /// last one.
+    ///
+    /// The caller holds a spinlock, so the copy is allocated without reclaim. If that fails,
+    /// nothing changes: the caller may allocate the copy itself, with reclaim, and pass it to
+    /// [`Partials::hold_owned`]. At the bound, the copy takes the memory of a request dropped to
+    /// stay within it, and nothing is allocated; nor is anything for a request to drop.
+    #[inline]
+    pub(crate) fn hold(&mut self, fault: &Fault) -> Result<Hold, AllocError> {
+        if self.held < self.limit && !self.is_evicted(fault.grpid()) {
+            return Ok(self.hold_owned(fault.to_owned(GFP_NOWAIT | __GFP_NOWARN)?));
+        }
+        if self.lost(fault.grpid()) {
+            return Ok(Hold::Dropped);
+        }
+        // At the bound.
+        Ok(match self.make_room(fault.grpid()) {
+            Ok((evicted, mut memory)) => {
+                memory.copy_from(fault);
+                self.place(memory, evicted)
+            }
+            Err(dropped) => dropped,
+        })
+    }
+
     /// Holds `fault`, a request that is not the last of its group, until the group's last one.
     #[inline]
-    pub(crate) fn hold(&mut self, fault: KBox<Fault>) -> Hold {
-        self.requests += 1;
-        let grpid = fault.grpid();
-        if self.is_evicted(grpid) {
-            self.dropped += 1;
+    pub(crate) fn hold_owned(&mut self, fault: KBox<Fault>) -> Hold {
+        if self.lost(fault.grpid()) {
             return Hold::Dropped;
         }
         let mut outcome = Hold::Held;
         if self.held >= self.limit {
-            match self.make_room(grpid) {
-                Ok(evicted) => outcome = evicted,
+            match self.make_room(fault.grpid()) {
+                Ok((evicted, _memory)) => outcome = evicted,
                 Err(dropped) => return dropped,
             }
         }
+        self.place(fault, outcome)
+    }
+
+    /// Counts a request of group `grpid`, and whether it must be dropped (counted too) because its
+    /// group lost requests before.
+    #[inline]
+    fn lost(&mut self, grpid: u32) -> bool {
+        self.requests += 1;
+        let lost = self.is_evicted(grpid);
+        self.dropped += u64::from(lost);
+        lost
+    }
+
+    /// Adds `fault` to its group's requests, a new group if it has none held: `outcome`, or
+    /// [`Hold::Dropped`] if the table cannot grow for a new group.
+    #[inline]
+    fn place(&mut self, fault: KBox<Fault>, outcome: Hold) -> Hold {
+        let grpid = fault.grpid();
         let slot = match self.find(grpid) {
             Some(slot) => slot,
             None if (self.groups + 1) * 2 < self.slots.len() => self.insert(grpid),
@@ -187,34 +239,45 @@ impl Partials {
         outcome
     }
 
-    /// Drops the oldest group to make room for a request of group `grpid`: `Ok` with what was
-    /// dropped, or `Err` if that was `grpid`'s own group, which the request must follow.
-    #[cold]
-    fn make_room(&mut self, grpid: u32) -> Result<Hold, Hold> {
-        let oldest = self.slots[usize::from(self.oldest)].requests.first();
-        let oldest = oldest.map_or(grpid, Fault::grpid);
-        let count = self.evict(oldest);
-        if oldest == grpid && self.is_evicted(grpid) {
-            self.dropped += 1;
-            return Err(Hold::Evicted {
-                grpid,
-                count: count + 1,
-            });
+    /// Drops the oldest group, whole, to make room for a request of group `grpid`: `Ok` with what
+    /// was dropped and the memory of one of its requests, or `Err` if that was `grpid`'s own group,
+    /// which the request must follow. There must be a request held.
+    fn make_room(&mut self, grpid: u32) -> Result<(Hold, KBox<Fault>), Hold> {
+        let (mut requests, count) = self.remove(usize::from(self.oldest));
+        self.held -= count;
+        self.dropped += count as u64;
+        let first = !mem::replace(&mut self.overflowing, true);
+        let memory = requests.pop_front();
+        let oldest = memory.as_ref().map_or(grpid, |fault| fault.grpid());
+        self.set_evicted(oldest, true);
+        match memory {
+            Some(memory) if oldest != grpid || !self.is_evicted(grpid) => {
+                let evicted = Hold::Evicted {
+                    grpid: oldest,
+                    count,
+                    first,
+                };
+                Ok((evicted, memory))
+            }
+            _ => {
+                self.dropped += 1;
+                Err(Hold::Evicted {
+                    grpid,
+                    count: count + 1,
+                    first,
+                })
+            }
         }
-        Ok(Hold::Evicted {
-            grpid: oldest,
-            count,
-        })
     }
 
     /// A slot for the new group `grpid`, in a table grown to fit it; `None` (with the group
-    /// remembered as incomplete) if it cannot grow.
+    /// remembered as incomplete, and the request counted dropped) if it cannot grow.
     #[cold]
     fn grow_and_insert(&mut self, grpid: u32) -> Option<usize> {
         if self.grow().is_ok() {
             return Some(self.insert(grpid));
         }
-        self.evict(grpid);
+        self.set_evicted(grpid, true);
         self.dropped += 1;
         None
     }
@@ -232,6 +295,7 @@ impl Partials {
         };
         let (requests, count) = self.remove(slot);
         self.held -= count;
+        self.overflowing = false;
         Ok(requests)
     }
 
@@ -249,6 +313,7 @@ impl Partials {
         self.newest = NONE;
         self.evicted = [0; (PCIE_GROUPS / 64) as usize];
         self.incomplete = 0;
+        self.overflowing = false;
     }
 
     /// The slot where the search for group `grpid` starts (Fibonacci hashing).
@@ -375,18 +440,6 @@ impl Partials {
         Ok(())
     }
 
-    /// Drops the requests of group `grpid`, and remembers that it lost them. Returns how many.
-    fn evict(&mut self, grpid: u32) -> usize {
-        let count = match self.find(grpid) {
-            Some(slot) => self.remove(slot).1,
-            None => 0,
-        };
-        self.held -= count;
-        self.dropped += count as u64;
-        self.set_evicted(grpid, true);
-        count
-    }
-
     fn is_evicted(&self, grpid: u32) -> bool {
         grpid < PCIE_GROUPS && self.evicted[(grpid / 64) as usize] & (1 << (grpid % 64)) != 0
     }
@@ -421,6 +474,13 @@ mod tests {
         Fault::new(&request, GFP_KERNEL).expect("allocating a request")
     }
 
+    /// Holds a partial request of group `grpid` for `addr`, as the report path does.
+    fn hold(store: &mut Partials, grpid: u32, addr: u64) -> Hold {
+        store
+            .hold(&request(grpid, addr))
+            .expect("allocating without reclaim")
+    }
+
     /// The addresses of group `grpid`'s requests, in the order they are taken.
     fn take(store: &mut Partials, grpid: u32) -> Result<KVec<u64>, Incomplete> {
         let chain = store.take(grpid)?;
@@ -443,7 +503,7 @@ mod tests {
             (2, 0x4000),
             (1, 0x5000),
         ] {
-            assert_eq!(store.hold(request(grpid, addr)), Hold::Held);
+            assert_eq!(hold(&mut store, grpid, addr), Hold::Held);
         }
         assert_eq!(store.held(), 5);
         assert_eq!(&take(&mut store, 1).unwrap()[..], &[0x1000, 0x3000, 0x5000]);
@@ -459,7 +519,7 @@ mod tests {
         // Enough groups to double the table several times, with colliding homes among them.
         for round in 0..2u64 {
             for grpid in 0..600u32 {
-                store.hold(request(grpid, u64::from(grpid) << 12 | round));
+                hold(&mut store, grpid, u64::from(grpid) << 12 | round);
             }
         }
         assert_eq!(store.held(), 1200);
@@ -478,32 +538,44 @@ mod tests {
     #[test]
     fn the_bound_drops_the_oldest_group_and_refuses_it() {
         let mut store = Partials::with_limit(4);
-        store.hold(request(1, 0x1000));
-        store.hold(request(2, 0x2000));
-        store.hold(request(1, 0x3000));
-        store.hold(request(3, 0x4000));
+        hold(&mut store, 1, 0x1000);
+        hold(&mut store, 2, 0x2000);
+        hold(&mut store, 1, 0x3000);
+        hold(&mut store, 3, 0x4000);
         // Full: the next request evicts group 1, the oldest, with both of its partials.
         assert_eq!(
-            store.hold(request(4, 0x5000)),
-            Hold::Evicted { grpid: 1, count: 2 }
+            hold(&mut store, 4, 0x5000),
+            Hold::Evicted {
+                grpid: 1,
+                count: 2,
+                first: true
+            }
         );
         assert_eq!(store.held(), 3);
         assert_eq!(store.dropped(), 2);
         // Group 1 lost requests: its later partials are dropped, its last refused, once.
-        assert_eq!(store.hold(request(1, 0x6000)), Hold::Dropped);
+        assert_eq!(hold(&mut store, 1, 0x6000), Hold::Dropped);
         assert_eq!(take(&mut store, 1), Err(Incomplete));
         assert!(take(&mut store, 1).unwrap().is_empty());
         // Group 2 is now the oldest; completing group 3 leaves group 4 after it.
         assert_eq!(&take(&mut store, 3).unwrap()[..], &[0x4000]);
-        store.hold(request(5, 0x7000));
-        store.hold(request(5, 0x8000));
+        hold(&mut store, 5, 0x7000);
+        hold(&mut store, 5, 0x8000);
         assert_eq!(
-            store.hold(request(6, 0x9000)),
-            Hold::Evicted { grpid: 2, count: 1 }
+            hold(&mut store, 6, 0x9000),
+            Hold::Evicted {
+                grpid: 2,
+                count: 1,
+                first: true
+            }
         );
         assert_eq!(
-            store.hold(request(6, 0xa000)),
-            Hold::Evicted { grpid: 4, count: 1 }
+            hold(&mut store, 6, 0xa000),
+            Hold::Evicted {
+                grpid: 4,
+                count: 1,
+                first: false
+            }
         );
         assert_eq!(&take(&mut store, 5).unwrap()[..], &[0x7000, 0x8000]);
     }
@@ -511,15 +583,19 @@ mod tests {
     #[test]
     fn every_request_not_held_is_counted_as_dropped() {
         let mut store = Partials::with_limit(2);
-        store.hold(request(1, 0x1000));
-        store.hold(request(1, 0x2000));
+        hold(&mut store, 1, 0x1000);
+        hold(&mut store, 1, 0x2000);
         // Full: the oldest group is this request's own, and goes with it.
         assert_eq!(
-            store.hold(request(1, 0x3000)),
-            Hold::Evicted { grpid: 1, count: 3 }
+            hold(&mut store, 1, 0x3000),
+            Hold::Evicted {
+                grpid: 1,
+                count: 3,
+                first: true
+            }
         );
         assert_eq!(store.dropped(), 3);
-        assert_eq!(store.hold(request(1, 0x4000)), Hold::Dropped);
+        assert_eq!(hold(&mut store, 1, 0x4000), Hold::Dropped);
         assert_eq!(store.dropped(), 4);
         assert_eq!((store.held(), store.held_max()), (0, 2));
     }
@@ -528,13 +604,13 @@ mod tests {
     fn empty_until_nothing_is_held_or_remembered() {
         let mut store = Partials::with_limit(1);
         assert!(store.is_empty());
-        store.hold(request(1, 0x1000));
+        hold(&mut store, 1, 0x1000);
         assert!(!store.is_empty());
         assert_eq!(&take(&mut store, 1).unwrap()[..], &[0x1000]);
         assert!(store.is_empty());
         // Group 2 is dropped for group 3: nothing of it is held, but its last must be refused.
-        store.hold(request(2, 0x2000));
-        store.hold(request(3, 0x3000));
+        hold(&mut store, 2, 0x2000);
+        hold(&mut store, 3, 0x3000);
         assert!(take(&mut store, 3).is_ok());
         assert_eq!(store.held(), 0);
         assert!(!store.is_empty());
@@ -543,15 +619,81 @@ mod tests {
     }
 
     #[test]
+    fn at_the_bound_a_request_takes_the_memory_of_one_dropped() {
+        let mut store = Partials::with_limit(2);
+        hold(&mut store, 1, 0x1000);
+        hold(&mut store, 2, 0x2000);
+        let oldest = &store.slots[usize::from(store.oldest)].requests;
+        let memory = oldest.first().map(Fault::as_raw);
+        assert_eq!(
+            hold(&mut store, 3, 0x3000),
+            Hold::Evicted {
+                grpid: 1,
+                count: 1,
+                first: true
+            }
+        );
+        let group = store.take(3).expect("group 3 lost nothing");
+        assert_eq!(group.first().map(Fault::as_raw), memory);
+        assert_eq!(
+            group.first().map(|fault| fault.request().addr),
+            Some(0x3000)
+        );
+        assert_eq!(&take(&mut store, 2).unwrap()[..], &[0x2000]);
+    }
+
+    #[test]
+    fn a_copy_allocated_by_the_caller_is_held_as_given() {
+        let mut store = Partials::with_limit(1);
+        assert_eq!(store.hold_owned(request(1, 0x1000)), Hold::Held);
+        // At the bound too: the caller's copy is held, the dropped group's memory freed.
+        let copy = request(2, 0x2000);
+        let memory = copy.as_raw();
+        assert_eq!(
+            store.hold_owned(copy),
+            Hold::Evicted {
+                grpid: 1,
+                count: 1,
+                first: true
+            }
+        );
+        let group = store.take(2).expect("group 2 lost nothing");
+        assert_eq!(group.first().map(Fault::as_raw), Some(memory));
+        assert_eq!((store.requests(), store.dropped()), (2, 1));
+    }
+
+    #[test]
+    fn a_flood_is_first_once_until_a_group_completes() {
+        let mut store = Partials::with_limit(2);
+        let first = |held| match held {
+            Hold::Evicted { first, .. } => first,
+            held => panic!("{held:?} at the bound"),
+        };
+        hold(&mut store, 1, 0x1000);
+        hold(&mut store, 2, 0x2000);
+        assert!(first(hold(&mut store, 3, 0x3000)));
+        assert!(!first(hold(&mut store, 4, 0x4000)));
+        assert!(!first(hold(&mut store, 5, 0x5000)));
+        assert_eq!(&take(&mut store, 4).unwrap()[..], &[0x4000]);
+        hold(&mut store, 6, 0x6000);
+        assert!(first(hold(&mut store, 7, 0x7000)));
+        store.clear();
+        hold(&mut store, 8, 0x8000);
+        hold(&mut store, 9, 0x9000);
+        assert!(first(hold(&mut store, 10, 0xa000)));
+    }
+
+    #[test]
     fn groups_beyond_pcie_are_not_remembered() {
         let mut store = Partials::with_limit(2);
-        store.hold(request(1000, 0x1000));
-        store.hold(request(1001, 0x2000));
+        hold(&mut store, 1000, 0x1000);
+        hold(&mut store, 1001, 0x2000);
         assert_eq!(
-            store.hold(request(1001, 0x3000)),
+            hold(&mut store, 1001, 0x3000),
             Hold::Evicted {
                 grpid: 1000,
-                count: 1
+                count: 1,
+                first: true
             }
         );
         assert!(take(&mut store, 1000).unwrap().is_empty());
@@ -562,7 +704,7 @@ mod tests {
         const FLOOD: u32 = 20_000;
         let mut store = Partials::with_limit(64);
         for i in 0..FLOOD {
-            store.hold(request(i % 512, u64::from(i) << 12));
+            hold(&mut store, i % 512, u64::from(i) << 12);
             assert!(store.held() <= 64);
         }
         // A group is refused, once, or comes with every request it sent.
@@ -587,7 +729,7 @@ mod tests {
     fn clear_frees_everything_and_forgets_evictions() {
         let mut store = Partials::with_limit(8);
         for i in 0..20u32 {
-            store.hold(request(i % 3, u64::from(i)));
+            hold(&mut store, i % 3, u64::from(i));
         }
         let table = store.slots.len();
         store.clear();
@@ -598,7 +740,7 @@ mod tests {
             assert!(take(&mut store, grpid).unwrap().is_empty());
         }
         // The store is usable again.
-        store.hold(request(0, 1));
+        hold(&mut store, 0, 1);
         assert_eq!(&take(&mut store, 0).unwrap()[..], &[1]);
     }
 }

@@ -8,6 +8,7 @@
 //! when the group lost requests to the bound on held partials.
 
 use kernel::{
+    alloc::AllocError,
     bindings,
     iommu::fault::{
         trace::{
@@ -97,31 +98,46 @@ fn refuse(dev: &FaultDevice<'_>, fault: &Fault) -> Result {
 
 /// Holds a partial request, which needs no response, for its group.
 ///
-/// The fault data is used under RCU, without a reference: the partials' lock does not sleep. The
-/// request is copied before, as it may sleep.
+/// The fault data is used under RCU, without a reference: the partials' lock does not sleep. So
+/// the store allocates its copy of the request without reclaim; only if that fails is the copy
+/// allocated with reclaim, here, and offered again.
 fn hold(dev: &FaultDevice<'_>, fault: &Fault) -> Result {
-    let partial = fault.to_owned(GFP_KERNEL);
-    let guard = rcu::read_lock();
-    let Some(param) = dev.published.dereference(&guard) else {
+    let mut owned = None;
+    let (held, count) = loop {
+        let guard = rcu::read_lock();
+        let Some(param) = dev.published.dereference(&guard) else {
+            drop(guard);
+            return without_fault_data(dev, fault);
+        };
+        let held = param.with_partials(|partials| {
+            let held = match owned.take() {
+                Some(owned) => Ok(partials.hold_owned(owned)),
+                None => partials.hold(fault),
+            };
+            held.map(|held| (held, partials.held()))
+        });
         drop(guard);
-        return without_fault_data(dev, fault);
+        match held {
+            Ok(held) => break held,
+            // At most once: `hold_owned()` cannot fail.
+            Err(AllocError) => owned = Some(fault.to_owned(GFP_KERNEL)?),
+        }
     };
-    let partial = partial?;
-    let (held, count) = param.with_partials(|partials| (partials.hold(partial), partials.held()));
-    drop(guard);
     match held {
         Hold::Held => trace::hold(dev.dev(), fault, count),
         Hold::Evicted {
             grpid,
             count: dropped,
+            first,
         } => {
             trace::drop_group(dev.dev(), grpid, dropped, count);
-            warn_ratelimited!(
-                dev.dev(),
-                "iopf: too many partial page requests, dropped the {} of group {}\n",
-                dropped,
-                grpid
-            );
+            // One warning per flood; each drop is traced.
+            if first {
+                warn_ratelimited!(
+                    dev.dev(),
+                    "iopf: too many partial page requests, dropping the oldest groups\n"
+                );
+            }
         }
         Hold::Dropped => trace::drop_group(dev.dev(), fault.grpid(), 1, count),
     }

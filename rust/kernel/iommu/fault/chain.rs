@@ -82,6 +82,16 @@ impl Fault {
         KBox::new(Self(Opaque::new(fault)), flags)
     }
 
+    /// Makes this request a copy of `other`, on the list it is on, if any: so that the memory of a
+    /// request that is no longer needed can hold another one.
+    #[inline]
+    pub fn copy_from(&mut self, other: &Fault) {
+        // SAFETY: `&mut self` is the only reference to this request, so nothing reads its `fault`
+        // member while it is written.
+        // INVARIANT: `fault` is written with an initialised request; `list` is not touched.
+        unsafe { (*self.0.get()).fault = *other.raw() };
+    }
+
     #[inline]
     pub(crate) fn raw(&self) -> &bindings::iommu_fault {
         // SAFETY: By the type invariant, `fault` is initialised and unchanged while `self` is
@@ -161,11 +171,13 @@ impl Fault {
     /// `node` must be the `list` member of a `struct iopf_fault`.
     #[inline]
     pub(crate) unsafe fn from_node(node: *mut bindings::list_head) -> NonNull<Self> {
-        // SAFETY: Guaranteed by the caller.
-        let fault = unsafe { crate::container_of!(node, bindings::iopf_fault, list) };
         // CAST: `Fault` is `repr(transparent)` over `iopf_fault`.
-        // SAFETY: `container_of!` of a valid node is not null.
-        unsafe { NonNull::new_unchecked(fault.cast()) }
+        // SAFETY: The caller guarantees that `node` is the `list` member of a request, whose
+        // address `container_of!` then gives, and which is not null.
+        unsafe {
+            let fault = crate::container_of!(node, bindings::iopf_fault, list);
+            NonNull::new_unchecked(fault.cast())
+        }
     }
 }
 
@@ -197,6 +209,12 @@ impl Fault {
 /// assert_eq!(chain.len(), 2);
 /// // The oldest request stays first.
 /// assert_eq!(chain.first().map(|f| f.request().addr), Some(0x1000));
+/// // Until it is taken out; its memory can then hold another request.
+/// let mut oldest = chain.pop_front().expect("two requests");
+/// oldest.copy_from(&*fault(0x3000)?);
+/// assert_eq!(oldest.request().addr, 0x3000);
+/// assert_eq!(chain.first().map(|f| f.request().addr), Some(0x2000));
+/// assert_eq!(chain.len(), 1);
 /// // Dropping the chain frees its requests.
 /// drop(chain);
 /// # Ok::<(), Error>(())
@@ -233,20 +251,9 @@ impl FaultChain {
     }
 
     /// The number of requests, counted along the ring.
+    #[inline]
     pub fn len(&self) -> usize {
-        let Some(first) = self.first else {
-            return 0;
-        };
-        let head = Fault::node(first);
-        let mut count = 1;
-        // SAFETY: By the type invariant, the nodes of the ring are live and linked.
-        let mut node = unsafe { (*head).next };
-        while node != head {
-            count += 1;
-            // SAFETY: As above.
-            node = unsafe { (*node).next };
-        }
-        count
+        self.iter().count()
     }
 
     /// The requests, oldest first.
@@ -257,11 +264,33 @@ impl FaultChain {
         }
     }
 
+    /// Removes the oldest request from the chain, and returns it.
+    #[inline]
+    pub fn pop_front(&mut self) -> Option<KBox<Fault>> {
+        let first = self.first?;
+        let node = Fault::node(first);
+        // SAFETY: By the type invariant, the ring is valid and ours. If `node` is not alone, it is
+        // taken out from between the newest request and the next newer one, which becomes the
+        // oldest. Either way the request, allocated as `KBox<Fault>`, is then on no list and the
+        // chain no longer owns it, so it is returned as such.
+        // INVARIANT: The rest of the ring, if any, is linked in order, from its new oldest.
+        unsafe {
+            let (newest, next) = ((*node).prev, (*node).next);
+            self.first = if next == node {
+                None
+            } else {
+                (*newest).next = next;
+                (*next).prev = newest;
+                Some(Fault::from_node(next))
+            };
+            Some(KBox::from_raw(first.as_ptr()))
+        }
+    }
+
     /// Adds `fault` as the newest request of the chain.
     #[inline]
     pub fn push(&mut self, fault: KBox<Fault>) {
-        // SAFETY: `KBox::into_raw` never returns null.
-        let fault = unsafe { NonNull::new_unchecked(KBox::into_raw(fault)) };
+        let fault = NonNull::from(KBox::leak(fault));
         let node = Fault::node(fault);
         match self.first {
             None => {
