@@ -172,50 +172,48 @@ impl Partials {
     ///
     /// The caller holds a spinlock, so the copy is allocated without reclaim. If that fails,
     /// nothing changes: the caller may allocate the copy itself, with reclaim, and pass it to
-    /// [`Partials::hold_owned`]. At the bound, the copy takes the memory of a request dropped to
-    /// stay within it, and nothing is allocated; nor is anything for a request to drop.
+    /// [`Partials::hold_owned`]. Past the bound, and for a request to drop, nothing is allocated.
     #[inline]
     pub(crate) fn hold(&mut self, fault: &Fault) -> Result<Hold, AllocError> {
-        if self.held < self.limit && !self.is_evicted(fault.grpid()) {
-            return Ok(self.hold_owned(fault.to_owned(GFP_NOWAIT | __GFP_NOWARN)?));
+        if !self.has_room_for(fault.grpid()) {
+            return Ok(self.hold_past_bound(fault));
         }
-        if self.lost(fault.grpid()) {
-            return Ok(Hold::Dropped);
+        let copy = fault.to_owned(GFP_NOWAIT | __GFP_NOWARN)?;
+        self.requests += 1;
+        Ok(self.place(copy, Hold::Held))
+    }
+
+    /// Holds `fault`, a copy that the caller allocated because [`Partials::hold`] could not.
+    pub(crate) fn hold_owned(&mut self, fault: KBox<Fault>) -> Hold {
+        if !self.has_room_for(fault.grpid()) {
+            return self.hold_past_bound(&fault);
         }
-        // At the bound.
-        Ok(match self.make_room(fault.grpid()) {
+        self.requests += 1;
+        self.place(fault, Hold::Held)
+    }
+
+    /// Whether a request of group `grpid` is held in memory of its own: the store is within its
+    /// bound, and the group lost no request before.
+    #[inline]
+    fn has_room_for(&self, grpid: u32) -> bool {
+        self.held < self.limit && !self.is_evicted(grpid)
+    }
+
+    /// Drops `fault` if its group lost requests before; otherwise drops the oldest group to stay
+    /// within the bound, and holds a copy of `fault` in the memory of one of its requests.
+    fn hold_past_bound(&mut self, fault: &Fault) -> Hold {
+        self.requests += 1;
+        if self.is_evicted(fault.grpid()) {
+            self.dropped += 1;
+            return Hold::Dropped;
+        }
+        match self.make_room(fault.grpid()) {
             Ok((evicted, mut memory)) => {
                 memory.copy_from(fault);
                 self.place(memory, evicted)
             }
             Err(dropped) => dropped,
-        })
-    }
-
-    /// Holds `fault`, a request that is not the last of its group, until the group's last one.
-    #[inline]
-    pub(crate) fn hold_owned(&mut self, fault: KBox<Fault>) -> Hold {
-        if self.lost(fault.grpid()) {
-            return Hold::Dropped;
         }
-        let mut outcome = Hold::Held;
-        if self.held >= self.limit {
-            match self.make_room(fault.grpid()) {
-                Ok((evicted, _memory)) => outcome = evicted,
-                Err(dropped) => return dropped,
-            }
-        }
-        self.place(fault, outcome)
-    }
-
-    /// Counts a request of group `grpid`, and whether it must be dropped (counted too) because its
-    /// group lost requests before.
-    #[inline]
-    fn lost(&mut self, grpid: u32) -> bool {
-        self.requests += 1;
-        let lost = self.is_evicted(grpid);
-        self.dropped += u64::from(lost);
-        lost
     }
 
     /// Adds `fault` to its group's requests, a new group if it has none held: `outcome`, or
@@ -643,14 +641,16 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_allocated_by_the_caller_is_held_as_given() {
+    fn a_copy_allocated_by_the_caller_is_held_within_the_bound() {
         let mut store = Partials::with_limit(1);
-        assert_eq!(store.hold_owned(request(1, 0x1000)), Hold::Held);
-        // At the bound too: the caller's copy is held, the dropped group's memory freed.
-        let copy = request(2, 0x2000);
+        let copy = request(1, 0x1000);
         let memory = copy.as_raw();
+        assert_eq!(store.hold_owned(copy), Hold::Held);
+        let oldest = &store.slots[usize::from(store.oldest)].requests;
+        assert_eq!(oldest.first().map(Fault::as_raw), Some(memory));
+        // Past the bound, the dropped group's memory holds it, and the caller's copy is freed.
         assert_eq!(
-            store.hold_owned(copy),
+            store.hold_owned(request(2, 0x2000)),
             Hold::Evicted {
                 grpid: 1,
                 count: 1,
@@ -659,6 +659,10 @@ mod tests {
         );
         let group = store.take(2).expect("group 2 lost nothing");
         assert_eq!(group.first().map(Fault::as_raw), Some(memory));
+        assert_eq!(
+            group.first().map(|fault| fault.request().addr),
+            Some(0x2000)
+        );
         assert_eq!((store.requests(), store.dropped()), (2, 1));
     }
 
