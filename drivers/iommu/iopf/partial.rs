@@ -27,7 +27,8 @@
 //! `IOMMU_PAGE_RESP_INVALID` without reaching a handler, so no group that lost requests to the
 //! bound reaches a handler. Indexes from 512 up, which no PCIe device sends, are not remembered:
 //! a group dropped there ends with a last request that forms a group of the requests that came
-//! after the drop. So does a new group whose first request finds the table unable to grow.
+//! after the drop. A new group whose first request finds the table unable to grow is dropped the
+//! same way, remembered or not by its index.
 
 use core::mem;
 
