@@ -183,7 +183,8 @@ pub const SCRIPT: &[Step] = &[
 /// The `/init` script: the trace events on (if the kernel has them) and the
 /// debugfs files printed; for each step, clear the events and the trace,
 /// inject, wait for the consumer's work items, print the events and the
-/// trace; then the counters and the debugfs files again, and `then`.
+/// trace; then the counters, the debugfs files again and the kernel's
+/// messages of the script's time, and `then`.
 pub fn init_script(script: &[Step], then: &str) -> String {
     let mut s = String::from(
         "#!/bin/sh\n\
@@ -191,6 +192,15 @@ pub fn init_script(script: &[Step], then: &str) -> String {
          mount -t proc proc /proc\n\
          mount -t sysfs sysfs /sys\n\
          mount -t debugfs debugfs /sys/kernel/debug\n",
+    );
+    // A kernel warning printed to the console while a line of the script is
+    // being written splits that line. Keep warnings and lesser messages in
+    // the log until the script is done (errors still reach the console);
+    // the log is cleared first, so what it holds then is the script's time.
+    s.push_str(
+        "dmesg -c > /dev/null\n\
+         read -r LEVEL _ < /proc/sys/kernel/printk\n\
+         echo 4 > /proc/sys/kernel/printk\n",
     );
     let _ = writeln!(s, "D={DEBUGFS}");
     let _ = writeln!(
@@ -214,6 +224,8 @@ pub fn init_script(script: &[Step], then: &str) -> String {
     }
     let _ = writeln!(s, "sed 's/^/{MARK} stat /' $D/stats");
     s.push_str(&observe::print_files_script(MARK, "after"));
+    s.push_str("echo $LEVEL > /proc/sys/kernel/printk\n");
+    let _ = writeln!(s, "dmesg | sed 's/^/{MARK} kmsg /'");
     let _ = writeln!(s, "echo \"{MARK} done\"");
     s.push_str(then);
     s
@@ -245,6 +257,8 @@ pub struct Transcript {
     /// The Rust core's debugfs files, before the script and after it.
     pub files: Snapshots,
     pub stats: Vec<(String, u64)>,
+    /// The kernel's messages while the script ran, printed after it.
+    pub kernel: Vec<String>,
     pub done: bool,
     pub problems: Vec<String>,
 }
@@ -316,6 +330,8 @@ pub fn parse(console: &str) -> Transcript {
                     t.stats.push((k.to_string(), v));
                 }
             }
+        } else if let Some(message) = rest.strip_prefix("kmsg ") {
+            t.kernel.push(message.to_string());
         } else if rest == "done" {
             let prev = current.take();
             finish(&mut t, prev);
@@ -593,6 +609,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
     );
     let (table, mismatches) = render(SCRIPT, &transcript);
     print!("{table}");
+    if !transcript.kernel.is_empty() {
+        println!("\n  The kernel's messages while the script ran:");
+        for line in &transcript.kernel {
+            println!("    {line}");
+        }
+    }
 
     let mut problems = transcript.problems.clone();
     if !console.timed_out && !transcript.done {
@@ -735,6 +757,37 @@ pub(crate) mod tests {
         assert!(check(step, &[])[0].contains("0 group(s) seen"));
         let (_, mismatches) = render(&steps(), &t);
         assert_eq!(mismatches, 1);
+    }
+
+    #[test]
+    fn kernel_warnings_wait_until_the_script_is_done() {
+        // A warning printed while the script echoed "step 3" once split that
+        // line on the console, and the steps' records shifted.
+        let s = init_script(SCRIPT, "poweroff -f\n");
+        let quiet = s.find("echo 4 > /proc/sys/kernel/printk").expect("quiet");
+        let first_step = s.find("@@rust_iopf step").unwrap();
+        let restored = s
+            .find("echo $LEVEL > /proc/sys/kernel/printk")
+            .expect("restored");
+        let shown = s
+            .find("dmesg | sed 's/^/@@rust_iopf kmsg /'")
+            .expect("shown");
+        let done = s.find("echo \"@@rust_iopf done\"").unwrap();
+        assert!(s.find("dmesg -c").unwrap() < quiet);
+        assert!(quiet < s.find("before").unwrap() && first_step < restored);
+        assert!(restored < shown && shown < done);
+
+        let console = CONSOLE.replace(
+            "@@rust_iopf done",
+            "@@rust_iopf kmsg [  1.2] rust_iopf rust_iopf_ep0: iopf with pasid 0 aborted\n\
+             @@rust_iopf done",
+        );
+        let t = parse(&console);
+        assert!(t.problems.is_empty(), "{:?}", t.problems);
+        assert_eq!(
+            t.kernel,
+            ["[  1.2] rust_iopf rust_iopf_ep0: iopf with pasid 0 aborted"]
+        );
     }
 
     #[test]
