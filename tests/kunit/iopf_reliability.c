@@ -96,6 +96,24 @@ static struct iopf_fault rel_partial(struct rel_ctx *ctx, u32 grpid)
 	return rel_fault(ctx, 0, false, grpid, false, REL_ANSWER, 0, 0);
 }
 
+/*
+ * Reports the last request of @grpid on @dev: its handler must get a group of
+ * @nfaults requests, and answer SUCCESS.
+ */
+static void rel_expect_group(struct kunit *test, struct rel_ctx *ctx,
+			     struct device *dev, u32 grpid,
+			     unsigned int nfaults)
+{
+	struct iopf_fault l = rel_last(ctx, grpid, REL_ANSWER | REL_RECORD);
+
+	iopf_h_report(ctx->h, dev, &l, 0);
+	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	KUNIT_EXPECT_EQ_MSG(test, ctx->h->rec_fault_count, nfaults, "group %u",
+			    grpid);
+	KUNIT_EXPECT_EQ_MSG(test, ctx->h->rec_nfaults, nfaults, "group %u",
+			    grpid);
+}
+
 /* Kept groups */
 
 static unsigned int rel_nkept(struct rel_dev *rd)
@@ -402,7 +420,7 @@ static void iopf_rel_report_no_fault_data(struct kunit *test)
  */
 static void iopf_rel_remove_wrong_queue(struct kunit *test)
 {
-	struct iopf_fault kept, p, l;
+	struct iopf_fault kept, p;
 	struct iopf_queue *other;
 	struct rel_ctx *ctx;
 	struct rel_dev *rd;
@@ -429,10 +447,7 @@ static void iopf_rel_remove_wrong_queue(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, rel_nkept(rd), 1);
 	mutex_unlock(&rd->hd->member);
 
-	l = rel_last(ctx, 2, REL_ANSWER | REL_RECORD);
-	iopf_h_report(ctx->h, rd->dev, &l, 0);
-	KUNIT_EXPECT_EQ(test, ctx->h->rec_fault_count, 2);
-	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	rel_expect_group(test, ctx, rd->dev, 2, 2);
 
 	rel_remove_now(ctx, 0);
 	iopf_h_expect_got(test, ctx->h, &kept, 1, IOMMU_PAGE_RESP_INVALID);
@@ -474,7 +489,7 @@ static void iopf_rel_null_queue(struct kunit *test)
 {
 	struct rel_ctx *ctx = rel_setup(test, 1);
 	struct device *dev = ctx->devs[0].dev;
-	struct iopf_fault p, l;
+	struct iopf_fault p;
 
 	rel_attach(ctx, 0);
 	rel_add(ctx, 0);
@@ -486,10 +501,7 @@ static void iopf_rel_null_queue(struct kunit *test)
 			   "iopf: iopf_queue_discard_partial() called with a NULL queue");
 	iopf_queue_free(NULL);
 
-	l = rel_last(ctx, 4, REL_ANSWER | REL_RECORD);
-	iopf_h_report(ctx->h, dev, &l, 0);
-	KUNIT_EXPECT_EQ(test, ctx->h->rec_fault_count, 2);
-	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	rel_expect_group(test, ctx, dev, 4, 2);
 	ctx->h->scenarios = 2;
 
 	iopf_h_account(ctx->h, SUITE, NULL);
@@ -565,7 +577,7 @@ static void iopf_rel_add_device_twice(struct kunit *test)
 {
 	struct rel_ctx *ctx = rel_setup(test, 1);
 	struct rel_dev *rd = &ctx->devs[0];
-	struct iopf_fault kept, p, l;
+	struct iopf_fault kept, p;
 	struct iopf_queue *other;
 
 	other = iopf_h_queue_alloc(test, "iopf-rel-other");
@@ -586,10 +598,7 @@ static void iopf_rel_add_device_twice(struct kunit *test)
 			   "iopf: adding a device that is already on a queue");
 	KUNIT_EXPECT_EQ(test, iopf_h_responses(ctx->h), 0);
 
-	l = rel_last(ctx, 2, REL_ANSWER | REL_RECORD);
-	iopf_h_report(ctx->h, rd->dev, &l, 0);
-	KUNIT_EXPECT_EQ(test, ctx->h->rec_fault_count, 2);
-	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
+	rel_expect_group(test, ctx, rd->dev, 2, 2);
 
 	rel_remove_now(ctx, 0);
 	iopf_h_expect_got(test, ctx->h, &kept, 1, IOMMU_PAGE_RESP_INVALID);
@@ -707,10 +716,7 @@ static void iopf_rel_partial_flood(struct kunit *test)
 	/* The refusals forgot the losses: a complete group goes through. */
 	l = rel_partial(ctx, 7);
 	iopf_h_report(ctx->h, dev, &l, 0);
-	l = rel_last(ctx, 7, REL_ANSWER | REL_RECORD);
-	iopf_h_report(ctx->h, dev, &l, 0);
-	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
-	KUNIT_EXPECT_EQ(test, ctx->h->rec_fault_count, 2);
+	rel_expect_group(test, ctx, dev, 7, 2);
 #else
 	/* Group index 0 got one request in every REL_PRG_INDEXES. */
 	KUNIT_EXPECT_EQ_MSG(test, held,
@@ -1003,21 +1009,6 @@ static void iopf_rel_fail_nth_report(struct kunit *test)
 }
 
 /*
- * Reports the last request of @grpid on the context's first device: its
- * handler must get @nfaults requests, and answer SUCCESS.
- */
-static void rel_expect_group(struct kunit *test, struct rel_ctx *ctx,
-			     u32 grpid, unsigned int nfaults)
-{
-	struct iopf_fault l = rel_last(ctx, grpid, REL_ANSWER | REL_RECORD);
-
-	iopf_h_report(ctx->h, ctx->devs[0].dev, &l, 0);
-	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
-	KUNIT_EXPECT_EQ_MSG(test, ctx->h->rec_nfaults, nfaults, "group %u",
-			    grpid);
-}
-
-/*
  * A partial request whose copy cannot be allocated. With the first
  * allocation of the report failed, io-pgfault.c returns -ENOMEM and holds
  * nothing; the Rust core, whose first try is without reclaim (under the
@@ -1041,21 +1032,21 @@ static void iopf_rel_partial_alloc_fails(struct kunit *test)
 	/* With memory: this leaves the Rust core's index allocated. */
 	p = rel_partial(ctx, 1);
 	iopf_h_report(ctx->h, dev, &p, 0);
-	rel_expect_group(test, ctx, 1, 2);
+	rel_expect_group(test, ctx, dev, 1, 2);
 
 	/* The first allocation fails: C loses the partial, Rust retries. */
 	p = rel_partial(ctx, 2);
 	rel_fail_nth_begin(1);
 	iopf_h_report(ctx->h, dev, &p, rust ? 0 : -ENOMEM);
 	KUNIT_EXPECT_TRUE(test, rel_fail_nth_end());
-	rel_expect_group(test, ctx, 2, rust ? 2 : 1);
+	rel_expect_group(test, ctx, dev, 2, rust ? 2 : 1);
 
 	/* Every allocation fails: both lose it. */
 	p = rel_partial(ctx, 3);
 	rel_fail_all_begin(fs);
 	iopf_h_report(ctx->h, dev, &p, -ENOMEM);
 	rel_fail_all_end(fs);
-	rel_expect_group(test, ctx, 3, 1);
+	rel_expect_group(test, ctx, dev, 3, 1);
 
 	ctx->h->scenarios = 3;
 	ctx->h->injected = 2;
@@ -1117,10 +1108,7 @@ static void iopf_rel_index_alloc_no_reclaim(struct kunit *test)
 	rel_add(ctx, 0);
 	p = rel_partial(ctx, 1);
 	iopf_h_report(ctx->h, dev, &p, 0);
-	l = rel_last(ctx, 1, REL_ANSWER | REL_RECORD);
-	iopf_h_report(ctx->h, dev, &l, 0);
-	iopf_h_expect_got(test, ctx->h, &l, 1, IOMMU_PAGE_RESP_SUCCESS);
-	KUNIT_EXPECT_EQ(test, ctx->h->rec_fault_count, 2);
+	rel_expect_group(test, ctx, dev, 1, 2);
 	ctx->h->scenarios++;
 
 	iopf_h_account(ctx->h, SUITE, NULL);
